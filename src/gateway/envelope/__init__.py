@@ -1,0 +1,1 @@
+"""Envelopes, signatures and receipts in both bindings. No I/O: bytes in, objects out."""

@@ -1,0 +1,182 @@
+"""The error hierarchy and the registry of stable error codes.
+
+Every error the gateway reports carries a stable code (listed in docs/errors.md, which a test
+keeps in step with this registry), a message saying what is wrong, and where known the location
+(an XPath, a field name, a file:line). Partners see the codes in rejection receipts, so a code,
+once published, never changes meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    summary: str
+
+
+_REGISTRY: dict[str, ErrorCode] = {}
+
+
+def _code(code: str, summary: str) -> str:
+    if code in _REGISTRY:
+        raise RuntimeError(f"error code {code} registered twice")
+    _REGISTRY[code] = ErrorCode(code, summary)
+    return code
+
+
+def registry() -> dict[str, ErrorCode]:
+    """All codes, for docs/errors.md and for partners' integration engineers."""
+    return dict(_REGISTRY)
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports with a stable code."""
+
+    code: str = _code("GNC_INTERNAL", "Unexpected internal failure; nothing was accepted.")
+
+    def __init__(self, message: str, *, code: str | None = None, location: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            if code not in _REGISTRY:
+                raise RuntimeError(f"unregistered error code {code}")
+            self.code = code
+        self.message = message
+        self.location = location
+
+    def __str__(self) -> str:
+        where = f" (at {self.location})" if self.location else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+# --- header and envelope structure -------------------------------------------------------------
+class EnvelopeError(GatewayError):
+    """The envelope or its header is malformed."""
+
+    code = _code("ENV_MALFORMED", "The envelope cannot be decoded or lacks a required part.")
+
+
+HEADER_INVALID = _code("ENV_HEADER_INVALID", "A header field is missing or breaks its format rule.")
+UNKNOWN_ADMINISTRATION = _code(
+    "ENV_UNKNOWN_ADMINISTRATION", "Sender or receiver is not a known administration code."
+)
+PAYLOAD_DIGEST_MISMATCH = _code(
+    "ENV_PAYLOAD_DIGEST_MISMATCH", "The payload does not match the SHA-256 in the signed header."
+)
+WRONG_RECEIVER = _code(
+    "ENV_WRONG_RECEIVER", "The envelope is addressed to another administration than this gateway."
+)
+CLOCK_SKEW = _code(
+    "ENV_CLOCK_SKEW", "The created-at time is outside the tolerance of the partner profile."
+)
+OVERSIZE = _code("ENV_OVERSIZE", "The message exceeds the configured size limit.")
+
+
+# --- signatures --------------------------------------------------------------------------------
+class SignatureError(GatewayError):
+    """The signature is missing, malformed, outside the profile, or does not verify."""
+
+    code = _code("SIG_INVALID", "The signature value does not verify over the signed content.")
+
+
+SIG_MISSING = _code("SIG_MISSING", "The envelope carries no signature.")
+SIG_MULTIPLE = _code("SIG_MULTIPLE", "More than one signature: only one is allowed.")
+SIG_MALFORMED = _code("SIG_MALFORMED", "The signature structure cannot be decoded.")
+SIG_ALGORITHM = _code(
+    "SIG_ALGORITHM_NOT_ALLOWED",
+    "An algorithm outside the profile (allowed: ES256/PS256, ecdsa-sha256/rsa-sha256, SHA-256).",
+)
+SIG_REFERENCE = _code(
+    "SIG_REFERENCE_NOT_ROOT",
+    "The XML signature must have exactly one Reference, with URI=\"\" (the envelope root).",
+)
+SIG_TRANSFORM = _code(
+    "SIG_TRANSFORM_NOT_ALLOWED",
+    "Transforms must be exactly enveloped-signature then exclusive C14N.",
+)
+SIG_PLACEMENT = _code(
+    "SIG_PLACEMENT", "The XML signature must be the last child of the envelope root."
+)
+SIG_DIGEST = _code("SIG_DIGEST_MISMATCH", "The signed content was altered after signing.")
+SIG_KEY_MISMATCH = _code(
+    "SIG_KEY_MISMATCH", "The signature algorithm does not fit the certificate's key type."
+)
+
+
+# --- trust -------------------------------------------------------------------------------------
+class TrustError(GatewayError):
+    """The signer's certificate is not one the sender administration may sign with."""
+
+    code = _code("TRUST_UNTRUSTED", "The certificate does not chain to any configured trust anchor.")
+
+
+TRUST_WRONG_PARTNER = _code(
+    "TRUST_WRONG_PARTNER",
+    "The certificate belongs to another administration than the sender header names.",
+)
+TRUST_EXPIRED = _code("TRUST_EXPIRED", "The certificate, or one in its chain, is expired or not yet valid.")
+TRUST_REVOKED = _code("TRUST_REVOKED", "The certificate is revoked by its CA's CRL.")
+TRUST_NOT_ALLOWED = _code(
+    "TRUST_CERT_NOT_ALLOWED",
+    "The certificate chains to the partner CA but is not in the partner's allowed signing set "
+    "(or its rotation window has closed).",
+)
+TRUST_KEY_USAGE = _code(
+    "TRUST_KEY_USAGE", "The certificate is not marked for digital signatures."
+)
+TRUST_CRL = _code("TRUST_CRL_INVALID", "A CRL is missing, stale, or not signed by its CA.")
+TRUST_UNKNOWN_PARTNER = _code(
+    "TRUST_UNKNOWN_PARTNER", "No trust is configured for this administration."
+)
+
+
+# --- XML intake --------------------------------------------------------------------------------
+class XmlIntakeError(GatewayError):
+    """The XML document is unsafe or not well-formed."""
+
+    code = _code("XML_NOT_WELL_FORMED", "The document is not well-formed XML.")
+
+
+XML_DTD = _code("XML_DTD_FORBIDDEN", "DOCTYPE declarations (and so entities) are not accepted.")
+XML_ENTITY = _code("XML_ENTITY_FORBIDDEN", "Entity references are not accepted.")
+XML_TOO_LARGE = _code("XML_TOO_LARGE", "The document exceeds the size limit.")
+XML_TOO_DEEP = _code("XML_TOO_DEEP", "The document nests deeper than the depth limit.")
+XML_TOO_MANY = _code("XML_TOO_MANY_ELEMENTS", "The document has more elements than the limit.")
+XML_SCHEMA = _code("XML_SCHEMA_INVALID", "The document is not valid against its schema.")
+XML_PROCESSING = _code(
+    "XML_PROCESSING_INSTRUCTION", "Processing instructions are not accepted in envelopes."
+)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+class DeliveryError(GatewayError):
+    """Store and delivery failures."""
+
+    code = _code("DLV_STORE_UNAVAILABLE", "The message store is unavailable; nothing was receipted.")
+
+
+DUPLICATE_CONFLICT = _code(
+    "DLV_DUPLICATE_CONFLICT",
+    "The message id was already received with a different payload digest.",
+)
+RECEIPT_MISMATCH = _code(
+    "DLV_RECEIPT_MISMATCH", "The receipt does not name the message or digest that was sent."
+)
+
+
+# --- configuration and transport ---------------------------------------------------------------
+class ConfigError(GatewayError):
+    """The configuration or a key/certificate file is wrong."""
+
+    code = _code("CFG_INVALID", "The configuration is invalid.")
+
+
+class TransportError(GatewayError):
+    """The partner could not be reached or answered outside the protocol."""
+
+    code = _code("TRN_UNAVAILABLE", "The partner endpoint could not be reached.")
+
+
+TRN_PROTOCOL = _code("TRN_PROTOCOL", "The partner answered something that is not a receipt.")

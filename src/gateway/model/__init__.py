@@ -1,0 +1,1 @@
+"""Canonical records and code lists, WCO-DM aligned. No I/O."""

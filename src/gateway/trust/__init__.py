@@ -1,0 +1,1 @@
+"""Certificates and per-partner trust: which keys each administration may sign with. No I/O."""
