@@ -106,21 +106,27 @@ def _make_leaf(
         )
     )
     if tls:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, True, False, False, False, False, False, False),
-            critical=True,
-        ).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        ).add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName(f"{admin.lower()}.gateway.test"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
+        builder = (
+            builder.add_extension(
+                x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName(f"{admin.lower()}.gateway.test"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
         )
     else:
         # digitalSignature + nonRepudiation (contentCommitment): envelopes and receipts.
@@ -131,7 +137,9 @@ def _make_leaf(
     return _Issued(key, builder.sign(ca.key, hashes.SHA256()))
 
 
-def _write(directory: Path, stem: str, issued: _Issued, chain: tuple[x509.Certificate, ...] = ()) -> None:
+def _write(
+    directory: Path, stem: str, issued: _Issued, chain: tuple[x509.Certificate, ...] = ()
+) -> None:
     key_path = directory / f"{stem}.key.pem"
     key_path.write_bytes(_pem_key(issued.key))
     key_path.chmod(0o600)
@@ -159,14 +167,28 @@ def init_test_pki(
         ca = _make_ca(admin, now)
         _write(directory, "ca", ca)
         valid = {"not_before": now - dt.timedelta(days=1), "not_after": now + 2 * year}
-        _write(directory, "signing", _make_leaf(ca, admin, "gateway signing", key=_ec_key(), **valid))
+        _write(
+            directory, "signing", _make_leaf(ca, admin, "gateway signing", key=_ec_key(), **valid)
+        )
         rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write(directory, "signing-rsa", _make_leaf(ca, admin, "gateway signing RSA", key=rsa_key, **valid))
-        _write(directory, "signing-next", _make_leaf(ca, admin, "gateway signing next", key=_ec_key(), **valid))
+        _write(
+            directory,
+            "signing-rsa",
+            _make_leaf(ca, admin, "gateway signing RSA", key=rsa_key, **valid),
+        )
+        _write(
+            directory,
+            "signing-next",
+            _make_leaf(ca, admin, "gateway signing next", key=_ec_key(), **valid),
+        )
         _write(directory, "tls", _make_leaf(ca, admin, "gateway", key=_ec_key(), tls=True, **valid))
         expired = _make_leaf(
-            ca, admin, "gateway signing expired", key=_ec_key(),
-            not_before=now - 2 * year, not_after=now - dt.timedelta(days=30),
+            ca,
+            admin,
+            "gateway signing expired",
+            key=_ec_key(),
+            not_before=now - 2 * year,
+            not_after=now - dt.timedelta(days=30),
         )
         _write(directory, "expired", expired)
         revoked = _make_leaf(ca, admin, "gateway signing revoked", key=_ec_key(), **valid)
@@ -192,8 +214,12 @@ def init_test_pki(
     _write(foreign_dir, "ca", foreign_ca)
     for admin in admins:
         impostor = _make_leaf(
-            foreign_ca, admin, "gateway signing", key=_ec_key(),
-            not_before=now - dt.timedelta(days=1), not_after=now + year,
+            foreign_ca,
+            admin,
+            "gateway signing",
+            key=_ec_key(),
+            not_before=now - dt.timedelta(days=1),
+            not_after=now + year,
         )
         _write(foreign_dir, f"{admin}-impostor", impostor)
     return TestPki(root)

@@ -113,7 +113,9 @@ def verify_detached(jws: str, payload: bytes, typ: str) -> VerifiedJws:
     alg = header.get("alg")
     if alg not in _KIND_OF_ALG:
         raise SignatureError(
-            f"JWS algorithm {alg!r} is not allowed (ES256, PS256)", code=SIG_ALGORITHM, location="jws"
+            f"JWS algorithm {alg!r} is not allowed (ES256, PS256)",
+            code=SIG_ALGORITHM,
+            location="jws",
         )
     if header.get("typ") != typ:
         raise _malformed(f"typ must be {typ!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -16,7 +16,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
-class KeyKind(str, Enum):
+class KeyKind(StrEnum):
     """The two key profiles the gateway signs and verifies with."""
 
     EC_P256 = "ec-p256"  # JWS ES256, XML-DSig ecdsa-sha256
@@ -31,7 +31,9 @@ def key_kind(key: PrivateKey | PublicKey | object) -> KeyKind:
         raise SignatureError(f"EC curve {key.curve.name} is not allowed", code=SIG_KEY_MISMATCH)
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         if key.key_size < 2048:
-            raise SignatureError(f"RSA key of {key.key_size} bits is too short", code=SIG_KEY_MISMATCH)
+            raise SignatureError(
+                f"RSA key of {key.key_size} bits is too short", code=SIG_KEY_MISMATCH
+            )
         return KeyKind.RSA
     raise SignatureError(f"key type {type(key).__name__} is not allowed", code=SIG_KEY_MISMATCH)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from cryptography import x509
 
@@ -13,7 +13,7 @@ from gateway.model.codes import Administration, HandlingLabel, UtilityBlock
 from gateway.model.header import EnvelopeHeader, new_message_id, utc_now
 
 
-class Binding(str, Enum):
+class Binding(StrEnum):
     PROTOBUF = "protobuf"
     XML = "xml"
 

@@ -84,7 +84,9 @@ def header_from_proto(message: pb.EnvelopeHeader) -> EnvelopeHeader:
     if message.utility_block not in _UB_FROM_PB:
         parse_utility_block(str(message.utility_block))
     if not message.HasField("created_at"):
-        raise EnvelopeError("created_at is missing", code=HEADER_INVALID, location="header.created_at")
+        raise EnvelopeError(
+            "created_at is missing", code=HEADER_INVALID, location="header.created_at"
+        )
     return EnvelopeHeader(
         message_id=message.message_id,
         correlation_id=message.correlation_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from google.protobuf.message import DecodeError
 
@@ -33,7 +33,7 @@ from gateway.model.header import parse_administration, utc_now
 RECEIPT_JWS_TYPE = "gnc-receipt+jws"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
 
@@ -124,7 +124,9 @@ def receipt_from_proto(message: pb.Receipt) -> Receipt:
         payload_sha256=bytes(message.payload_sha256),
         outcome=Outcome.ACCEPTED if message.outcome == pb.ACCEPTED else Outcome.REJECTED,
         issuer=parse_administration(message.issuer, "issuer"),
-        recipient=parse_administration(message.recipient, "recipient") if message.recipient else None,
+        recipient=parse_administration(message.recipient, "recipient")
+        if message.recipient
+        else None,
         issued_at=datetime_from_parts(message.issued_at.seconds, message.issued_at.nanos),
         error_code=message.error_code,
         error_message=message.error_message,

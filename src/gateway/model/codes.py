@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Administration(str, Enum):
+class Administration(StrEnum):
     """Customs administrations the gateway knows, by the code used in envelope headers."""
 
     EU = "EU"
@@ -21,13 +21,13 @@ class Administration(str, Enum):
     HK = "HK"
 
 
-class UtilityBlock(str, Enum):
+class UtilityBlock(StrEnum):
     UB1 = "UB1"  # AEO mutual recognition
     UB2 = "UB2"  # transaction data and control results
     UB3 = "UB3"  # risk information
 
 
-class HandlingLabel(str, Enum):
+class HandlingLabel(StrEnum):
     """Handling labels, in increasing order of sensitivity (a partner is cleared up to one)."""
 
     PUBLIC = "PUBLIC"

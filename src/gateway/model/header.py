@@ -91,7 +91,9 @@ class EnvelopeHeader:
         if self.sender == self.receiver:
             raise _invalid("receiver", "sender and receiver must differ")
         if not MESSAGE_TYPE_RE.match(self.message_type):
-            raise _invalid("message_type", f"{self.message_type!r} breaks {MESSAGE_TYPE_RE.pattern}")
+            raise _invalid(
+                "message_type", f"{self.message_type!r} breaks {MESSAGE_TYPE_RE.pattern}"
+            )
         if not SCHEMA_VERSION_RE.match(self.schema_version):
             raise _invalid(
                 "schema_version", f"{self.schema_version!r} breaks {SCHEMA_VERSION_RE.pattern}"

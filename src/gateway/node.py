@@ -1,0 +1,182 @@
+"""A gateway node: the receive pipeline both transports call, and the sealing of outbound mail.
+
+Transports hand over raw bytes and the administration their mutual-TLS peer proved; the node
+checks the envelope (envelope.intake), stores it with its signed receipt (store.inbox), and gives
+back the signed receipt bytes in the binding the message came in. Bad input is answered with a
+signed rejection receipt carrying a stable code; nothing about it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.envelope import protobuf_binding
+from gateway.envelope import receipts as receipts_mod
+from gateway.envelope.intake import Accepted, IntakeLimits, check_envelope
+from gateway.envelope.keys import SigningIdentity
+from gateway.envelope.opened import Binding
+from gateway.envelope.receipts import Receipt
+from gateway.errors import TRUST_WRONG_PARTNER, DeliveryError, GatewayError, TrustError
+from gateway.model.codes import Administration
+from gateway.model.header import EnvelopeHeader, utc_now
+from gateway.store.inbox import InboundRecord, PutOutcome, PutResult, SqliteInbox
+from gateway.trust.store import TrustStore
+
+log = logging.getLogger("gateway.node")
+
+
+def seal_envelope(
+    binding: Binding, header: EnvelopeHeader, payload: bytes, identity: SigningIdentity
+) -> bytes:
+    if binding is Binding.PROTOBUF:
+        return protobuf_binding.seal(header, payload, identity)
+    from gateway.envelope import xml_binding
+
+    return xml_binding.seal(header, payload, identity)
+
+
+def seal_receipt(binding: Binding, receipt: Receipt, identity: SigningIdentity) -> bytes:
+    if binding is Binding.PROTOBUF:
+        return receipts_mod.seal_receipt(receipt, identity)
+    from gateway.envelope import xml_binding
+
+    return xml_binding.seal_receipt(receipt, identity)
+
+
+def open_receipt(binding: Binding, raw: bytes) -> receipts_mod.OpenedReceipt:
+    if binding is Binding.PROTOBUF:
+        return receipts_mod.open_receipt(raw)
+    from gateway.envelope import xml_binding
+
+    return xml_binding.open_receipt(raw)
+
+
+@dataclass
+class NodeStats:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class GatewayNode:
+    """One administration's receiving side."""
+
+    def __init__(
+        self,
+        identity: SigningIdentity,
+        trust: TrustStore,
+        inbox: SqliteInbox,
+        *,
+        limits: IntakeLimits = IntakeLimits(),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.identity = identity
+        self.trust = trust
+        self.inbox = inbox
+        self.limits = limits
+        self.clock = clock
+        self.stats = NodeStats()
+
+    @property
+    def administration(self) -> Administration:
+        return self.identity.administration
+
+    def receive(
+        self, raw: bytes, binding: Binding, tls_peer: Administration | None = None
+    ) -> bytes:
+        """Check, store, and answer one envelope with a signed receipt (accepted or rejected)."""
+        return self.receive_many([raw], binding, tls_peer)[0]
+
+    def receive_many(
+        self, raws: Sequence[bytes], binding: Binding, tls_peer: Administration | None = None
+    ) -> list[bytes]:
+        """The same for a batch: checks each, stores all that pass in one grouped commit."""
+        now = self.clock()
+        answers: list[bytes | None] = [None] * len(raws)
+        pending: list[tuple[int, Accepted, bytes]] = []
+        for index, raw in enumerate(raws):
+            try:
+                accepted = self._check(raw, binding, tls_peer, now)
+            except GatewayError as error:
+                answers[index] = self._reject(raw, binding, error, tls_peer)
+                continue
+            receipt = receipts_mod.accepted_receipt(accepted.envelope, self.administration)
+            pending.append((index, accepted, seal_receipt(binding, receipt, self.identity)))
+        if pending:
+            records = [self._record(raws[i], acc, receipt) for i, acc, receipt in pending]
+            try:
+                results = self.inbox.put_each(records)
+            except DeliveryError as error:
+                # Nothing was stored: no acceptance may leave this node.
+                for index, accepted, _ in pending:
+                    answers[index] = self._reject(
+                        raws[index], binding, error, tls_peer, accepted.envelope.header
+                    )
+                results = []
+            for (index, accepted, _), result in zip(pending, results, strict=False):
+                if isinstance(result, PutResult):
+                    if result.outcome is PutOutcome.DUPLICATE:
+                        self.stats.duplicates += 1
+                    else:
+                        self.stats.accepted += 1
+                    answers[index] = result.receipt
+                else:
+                    answers[index] = self._reject(
+                        raws[index], binding, result, tls_peer, accepted.envelope.header
+                    )
+        return [answer for answer in answers if answer is not None]
+
+    # -- internals -----------------------------------------------------------------------------
+    def _check(
+        self, raw: bytes, binding: Binding, tls_peer: Administration | None, now: datetime
+    ) -> Accepted:
+        accepted = check_envelope(
+            raw, binding, trust=self.trust, own=self.administration, now=now, limits=self.limits
+        )
+        sender = accepted.envelope.header.sender
+        if tls_peer is not None and tls_peer != sender:
+            raise TrustError(
+                f"the TLS peer is {tls_peer.value} but the envelope claims sender {sender.value}",
+                code=TRUST_WRONG_PARTNER,
+                location="header.sender",
+            )
+        return accepted
+
+    def _record(self, raw: bytes, accepted: Accepted, receipt: bytes) -> InboundRecord:
+        opened = accepted.envelope
+        header = opened.header
+        return InboundRecord(
+            message_id=header.message_id,
+            payload_sha256=header.payload_sha256,
+            received_sha256=opened.received_sha256,
+            sender=header.sender.value,
+            receiver=header.receiver.value,
+            utility_block=header.utility_block.value,
+            message_type=header.message_type,
+            binding=opened.binding.value,
+            created_at=header.created_at.isoformat(),
+            envelope=raw,
+            receipt=receipt,
+        )
+
+    def _reject(
+        self,
+        raw: bytes,
+        binding: Binding,
+        error: GatewayError,
+        tls_peer: Administration | None,
+        header: EnvelopeHeader | None = None,
+    ) -> bytes:
+        self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
+        log.info("rejected envelope: %s", error)
+        receipt = receipts_mod.rejection_receipt(
+            raw,
+            error,
+            self.administration,
+            message_id=header.message_id if header else "",
+            recipient=header.sender if header else tls_peer,
+        )
+        return seal_receipt(binding, receipt, self.identity)

@@ -1,0 +1,1 @@
+"""Message stores: the inbox of accepted envelopes with their receipts (SQLite by default)."""
