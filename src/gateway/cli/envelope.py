@@ -43,7 +43,7 @@ def load_trust(args: argparse.Namespace) -> TrustStore:
 
         return build_trust(load_config(Path(args.config)))
     if getattr(args, "trust_dir", None):
-        from gateway.trust.loading import trust_from_directory
+        from gateway.cli.certs import trust_from_directory
 
         return trust_from_directory(Path(args.trust_dir))
     raise ConfigError("say whom to trust: --config FILE or --trust-dir DIR")

@@ -1,0 +1,39 @@
+"""Run every benchmark in bench/ and print one summary table of the ratios they measured.
+
+Each benchmark measures its own baseline in the same process run (the machines are shared and
+noisy, so only ratios measured side by side mean anything) and returns its figures from main().
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(selected: list[str]) -> int:
+    results: dict[str, dict[str, float]] = {}
+    for path in sorted(HERE.glob("bench_*.py")):
+        if selected and not any(s in path.stem for s in selected):
+            continue
+        print(f"\n=== {path.stem} ===", flush=True)
+        results[path.stem] = _load(path).main()
+    print("\n=== summary ===")
+    for name, figures in results.items():
+        for key, value in figures.items():
+            print(f"{name:28s} {key:40s} {value:12.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
