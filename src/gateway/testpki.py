@@ -227,6 +227,8 @@ def init_test_pki(
 
 @dataclass(frozen=True)
 class TestPki:
+    __test__ = False  # not a pytest test class
+
     """Read access to a PKI written by init_test_pki."""
 
     root: Path
