@@ -180,3 +180,102 @@ class TransportError(GatewayError):
 
 
 TRN_PROTOCOL = _code("TRN_PROTOCOL", "The partner answered something that is not a receipt.")
+TRN_BAD_REQUEST = _code(
+    "TRN_BAD_REQUEST",
+    "The HTTP request breaks the XML transport profile (path, method, Content-Type, "
+    "Content-Length; chunked bodies are not accepted).",
+)
+
+
+# --- UB1 AEO -----------------------------------------------------------------------------------
+class AeoError(GatewayError):
+    """An AEO record, list, change or exchange breaks a UB1 rule; nothing of it was accepted."""
+
+    code = _code("AEO_RECORD_INVALID", "An AEO record field is missing or breaks its format rule.")
+
+
+AEO_EORI_INVALID = _code(
+    "AEO_EORI_INVALID",
+    "The EORI breaks its rule: an EU member state code (or XI) then 1 to 15 letters or digits.",
+)
+AEO_EORI_NOT_VALID = _code(
+    "AEO_EORI_NOT_VALID",
+    "The EORI is reported as not valid, so it cannot hold a granted AEO status.",
+)
+AEO_UNKNOWN_TYPE = _code("AEO_UNKNOWN_TYPE", "The AEO type is not AEOC, AEOS or AEOF.")
+AEO_AUTHORISATION_NUMBER_INVALID = _code(
+    "AEO_AUTHORISATION_NUMBER_INVALID",
+    "The authorisation number breaks the EU form (country, 'AEO', C/S/F, digits) or does not "
+    "match the authorisation type or issuing country.",
+)
+AEO_UNKNOWN_STATUS = _code(
+    "AEO_UNKNOWN_STATUS", "The status is not GRANTED, SUSPENDED, REVOKED or CONSENT_WITHDRAWN."
+)
+AEO_UNKNOWN_AUTHORISATION = _code(
+    "AEO_UNKNOWN_AUTHORISATION", "A status change names an authorisation the list does not hold."
+)
+AEO_ILLEGAL_TRANSITION = _code(
+    "AEO_ILLEGAL_TRANSITION", "The status change is not a legal transition (e.g. out of REVOKED)."
+)
+AEO_OUT_OF_ORDER = _code(
+    "AEO_OUT_OF_ORDER",
+    "The change is older than what is held: its version or effective date goes backwards.",
+)
+AEO_PREVIOUS_STATUS_MISMATCH = _code(
+    "AEO_PREVIOUS_STATUS_MISMATCH",
+    "The change says the status was X but the list holds Y: a change was lost; resynchronise.",
+)
+AEO_DUPLICATE_AUTHORISATION = _code(
+    "AEO_DUPLICATE_AUTHORISATION", "The same authorisation appears twice in one full list."
+)
+AEO_NO_CONSENT = _code(
+    "AEO_NO_CONSENT", "The operator has not consented to the exchange: the record is never sent."
+)
+AEO_TYPE_NOT_ELIGIBLE = _code(
+    "AEO_TYPE_NOT_ELIGIBLE", "The partner's agreement does not recognise this AEO type."
+)
+AEO_IDENTIFIER_MISSING = _code(
+    "AEO_IDENTIFIER_MISSING",
+    "The partner needs an identifier the record lacks (e.g. US MID numbers).",
+)
+AEO_UNKNOWN_PROGRAMME = _code(
+    "AEO_UNKNOWN_PROGRAMME", "A partner programme code has no EU equivalent in the profile."
+)
+AEO_SUMMARY_MISMATCH = _code(
+    "AEO_SUMMARY_MISMATCH",
+    "The reconciliation summary (count and digest per status) does not match the records.",
+)
+AEO_PAYLOAD_MALFORMED = _code(
+    "AEO_PAYLOAD_MALFORMED", "A UB1 payload cannot be decoded or lacks a required part."
+)
+AEO_IMPORT_REJECTED = _code(
+    "AEO_IMPORT_REJECTED",
+    "An EU AEO export has bad records; the whole file is refused and every bad record is listed.",
+)
+AEO_MAPPING_SPEC_INVALID = _code(
+    "AEO_MAPPING_SPEC_INVALID", "A mapping spec in adapters/mappings is malformed."
+)
+
+
+# --- partner profiles --------------------------------------------------------------------------
+class ProfileError(ConfigError):
+    """A partner profile in adapters/partners breaks its rules; the gateway does not start."""
+
+    code = _code("PRF_INVALID", "A partner profile value breaks its rule.")
+
+
+PRF_UNKNOWN_KEY = _code("PRF_UNKNOWN_KEY", "A partner profile has a key the gateway does not know.")
+PRF_MISSING_KEY = _code("PRF_MISSING_KEY", "A partner profile lacks a required key.")
+PRF_WRONG_TYPE = _code("PRF_WRONG_TYPE", "A partner profile value has the wrong TOML type.")
+PRF_UNKNOWN_ADMINISTRATION = _code(
+    "PRF_UNKNOWN_ADMINISTRATION", "A partner profile names an unknown administration code."
+)
+PRF_UNKNOWN_AEO_TYPE = _code(
+    "PRF_UNKNOWN_AEO_TYPE", "A partner profile names an AEO type other than AEOC, AEOS, AEOF."
+)
+PRF_BAD_BINDING = _code("PRF_BAD_BINDING", "A partner profile binding is not 'grpc' or 'xml'.")
+PRF_BAD_RETRY = _code(
+    "PRF_BAD_RETRY", "Retry or timing rules are negative, zero where they must be positive, "
+    "or inconsistent.",
+)
+PRF_NOT_TOML = _code("PRF_NOT_TOML", "A partner profile is not valid TOML.")

@@ -11,6 +11,7 @@ after its own record is durable, but N concurrent callers share one fsync.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -130,6 +131,16 @@ class SqliteInbox:
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM inbox").fetchone()[0])
 
+    def is_usable(self) -> bool:
+        """For health checks: the writer is running and the database file answers a read."""
+        if self._failure is not None or not self._writer.is_alive():
+            return False
+        try:
+            self._reader().execute("SELECT 1 FROM inbox LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
     def close(self) -> None:
         if self._writer.is_alive():
             self._queue.put(_STOP)
@@ -193,10 +204,8 @@ class SqliteInbox:
                 answers.append([self._put_one(conn, record) for record in records])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             error = DeliveryError(f"the message store failed: {exc}")
             for _, future in batch:
                 future.set_exception(error)

@@ -1,0 +1,121 @@
+"""`gncgw serve --config FILE`: run a gateway node with the listeners its configuration names.
+
+The configuration is checked completely before anything listens (config.load_config). Each
+listener logs one line with the address it bound (a port of 0 picks a free one). SIGINT or
+SIGTERM stops the node cleanly: listeners stop taking new requests, requests in flight are
+answered, then the message store is closed; the exit status is then 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from gateway.config import GatewayConfig, build_node, load_config
+from gateway.errors import ConfigError
+from gateway.node import GatewayNode
+from gateway.transport.xml_http import XmlHttpServer
+
+log = logging.getLogger("gateway.serve")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a gateway node (gRPC and/or XML over HTTPS, as configured)",
+        description="Run a gateway node until SIGINT or SIGTERM. See docs/configuration.md.",
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the node's TOML configuration"
+    )
+    parser.set_defaults(func=run)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Running:
+    """The listeners started so far, stopped in reverse order whatever happens."""
+
+    def __init__(self) -> None:
+        self.stops: list[Callable[[], None]] = []
+
+    def stop_all(self) -> None:
+        while self.stops:
+            stop = self.stops.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("error while stopping a listener")
+
+
+def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running) -> None:
+    if config.listen.grpc is not None:
+        from gateway.transport.grpc_server import GrpcGatewayServer
+
+        grpc_server = GrpcGatewayServer(
+            node, address=_address(*config.listen.grpc), tls=config.tls_identity
+        )
+        try:
+            grpc_server.start()  # logs its listening line
+        except ConfigError as error:
+            raise ConfigError(
+                f"config error: listen.grpc: {error.message}", location=str(config.path)
+            ) from None
+        running.stops.append(lambda: grpc_server.stop(grace=5.0))
+    if config.listen.xml is not None:
+        host, port = config.listen.xml
+        try:
+            xml_server = XmlHttpServer(node, host=host, port=port, identity=config.tls_identity)
+        except OSError as exc:
+            raise ConfigError(
+                f"config error: listen.xml: cannot listen on {_address(host, port)}: "
+                f"{exc.strerror or exc}",
+                location=str(config.path),
+            ) from None
+        xml_server.start()  # logs its listening line
+        running.stops.append(xml_server.stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.listen.grpc is None and config.listen.xml is None:
+        raise ConfigError(
+            "config error: listen: nothing to serve; set listen.grpc and/or listen.xml",
+            location=str(config.path),
+        )
+    node = build_node(config)
+    stopping = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    running = _Running()
+    try:
+        _start_listeners(config, node, running)
+        log.info(
+            "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
+            config.administration.value,
+            config.store_path,
+            ", ".join(f"{p.administration.value}/{p.binding.value}" for p in config.partners),
+        )
+        while not stopping.wait(1.0):
+            pass
+        log.info("%s received: stopping", received[0] if received else "stop")
+    finally:
+        running.stop_all()
+        node.inbox.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("gateway %s stopped", config.administration.value)
+    return 0

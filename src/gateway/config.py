@@ -1,0 +1,577 @@
+"""The gateway node's TOML configuration: read, checked completely at start-up, then built.
+
+A node that starts must be able to work: every file is read and parsed, each private key is
+matched with its certificate, the partners' CAs, CRLs and pinned signers are assembled into the
+trust store, and the store URL is checked, before anything listens. Each problem is one
+ConfigError (CFG_INVALID) whose message names the key, e.g.::
+
+    config error: partners[1].ca[0]: file not found: /etc/gncgw/pki/US/ca.pem
+
+Indexes count from 0, in file order. Relative paths resolve against the directory of the
+configuration file. Unknown keys are errors (a misspelt optional key would otherwise be silently
+ignored). docs/configuration.md describes every key.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from gateway.envelope.intake import IntakeLimits
+from gateway.envelope.keys import SigningIdentity, load_identity
+from gateway.errors import ConfigError, DeliveryError, GatewayError
+from gateway.model.codes import Administration
+from gateway.model.header import utc_now
+from gateway.node import GatewayNode
+from gateway.store.inbox import SqliteInbox
+from gateway.transport.tls import ClientTls, TlsIdentity, split_host_port
+from gateway.trust.loading import (
+    administration,
+    allowed_signer_from_pem,
+    certificates_from_pem,
+    crls_from_bytes,
+)
+from gateway.trust.store import AllowedSigner, PartnerTrust, TrustStore
+
+log = logging.getLogger("gateway.config")
+_T = TypeVar("_T")
+
+MAX_ENVELOPE_BYTES_CAP = 256 * 1024 * 1024  # above this a typo is likelier than a real need
+
+
+class PartnerBinding(StrEnum):
+    """How a partner is reached: gRPC (protobuf envelopes) or XML over HTTPS."""
+
+    GRPC = "grpc"
+    XML = "xml"
+
+
+@dataclass(frozen=True)
+class SignerConfig:
+    """A pinned signing certificate of a partner; `until` closes its rotation window."""
+
+    cert: Path
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PartnerConfig:
+    administration: Administration
+    binding: PartnerBinding
+    endpoint: str  # host:port for grpc, https URL for xml
+    ca: tuple[Path, ...]
+    crl: tuple[Path, ...] = ()
+    signers: tuple[SignerConfig, ...] | None = None  # None: any signing cert its CAs issue
+    require_crl: bool = True
+    tls_server_name: str | None = None  # name to check in its TLS certificate, if not the host
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    grpc: tuple[str, int] | None = None
+    xml: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """A checked configuration, with the key material already loaded from its files."""
+
+    path: Path
+    administration: Administration
+    signing_key: Path
+    signing_cert: Path
+    tls_key: Path
+    tls_cert: Path
+    store_path: Path
+    listen: ListenConfig
+    limits: IntakeLimits
+    partners: tuple[PartnerConfig, ...]
+    signing_identity: SigningIdentity = field(repr=False, compare=False, kw_only=True)
+    tls_identity: TlsIdentity = field(repr=False, compare=False, kw_only=True)
+    trust: TrustStore = field(repr=False, compare=False, kw_only=True)
+    partner_roots_pem: Mapping[Administration, bytes] = field(
+        repr=False, compare=False, kw_only=True
+    )
+
+    def partner(self, code: Administration | str) -> PartnerConfig:
+        admin = administration(code)
+        for partner in self.partners:
+            if partner.administration is admin:
+                return partner
+        raise ConfigError(
+            f"config error: partners: no partner {admin.value} is configured "
+            f"(configured: {', '.join(p.administration.value for p in self.partners)})",
+            location=str(self.path),
+        )
+
+    def client_tls(self, code: Administration | str) -> ClientTls:
+        """Mutual-TLS material for calling this partner: our TLS identity, its CA(s) only."""
+        partner = self.partner(code)
+        return ClientTls(
+            self.tls_identity,
+            self.partner_roots_pem[partner.administration],
+            partner.tls_server_name,
+        )
+
+
+# --- reading ---------------------------------------------------------------------------------
+class _Reader:
+    """Walks the parsed TOML, failing with the dotted key of whatever is wrong."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, key: str, detail: str) -> NoReturn:
+        raise ConfigError(f"config error: {key}: {detail}", location=str(self.path))
+
+    def check_table(
+        self, value: Any, key: str, known: tuple[str, ...], *, required: bool = True
+    ) -> dict[str, Any]:
+        if value is None:
+            if required:
+                self.fail(key, "missing table")
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a table, not {_kind(value)}")
+        for name in value:
+            if name not in known:
+                self.fail(f"{key}.{name}", f"unknown key (known: {', '.join(known)})")
+        return value
+
+    def string(
+        self, table: Mapping[str, Any], key: str, name: str, *, required: bool = True
+    ) -> str:
+        value = table.get(name)
+        if value is None:
+            if required:
+                self.fail(f"{key}.{name}", "missing")
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{key}.{name}", f"must be a non-empty string, not {_kind(value)}")
+        return value.strip()
+
+    def integer(
+        self, table: Mapping[str, Any], key: str, name: str, default: int, low: int, high: int
+    ) -> int:
+        value = table.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(f"{key}.{name}", f"must be an integer, not {_kind(value)}")
+        if not low <= value <= high:
+            self.fail(f"{key}.{name}", f"{value} is outside {low}..{high}")
+        return value
+
+    def boolean(self, table: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            self.fail(f"{key}.{name}", f"must be true or false, not {_kind(value)}")
+        return value
+
+    def file(self, value: Any, key: str) -> tuple[Path, bytes]:
+        if value is None:
+            self.fail(key, "missing")
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"must be a file path (string), not {_kind(value)}")
+        path = (self.base / value.strip()).resolve()
+        if not path.exists():
+            self.fail(key, f"file not found: {path}")
+        if not path.is_file():
+            self.fail(key, f"not a regular file: {path}")
+        try:
+            return path, path.read_bytes()
+        except OSError as exc:
+            self.fail(key, f"cannot read {path}: {exc.strerror}")
+
+    def files(self, table: Mapping[str, Any], key: str, name: str) -> list[tuple[str, Path, bytes]]:
+        """A path or a list of paths; each with the key naming it (e.g. partners[0].ca[1])."""
+        value = table.get(name)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [(f"{key}.{name}", *self.file(value, f"{key}.{name}"))]
+        if not isinstance(value, list):
+            self.fail(f"{key}.{name}", f"must be a path or a list of paths, not {_kind(value)}")
+        out = []
+        for index, item in enumerate(value):
+            item_key = f"{key}.{name}[{index}]"
+            out.append((item_key, *self.file(item, item_key)))
+        return out
+
+    def wrap(self, key: str, action: Callable[[], _T]) -> _T:
+        """Run a loader, re-raising its ConfigError with the key that named the input."""
+        try:
+            return action()
+        except GatewayError as error:
+            self.fail(key, error.message)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date):
+        return f"a date/time ({value})"
+    return type(value).__name__
+
+
+_TOP = ("gateway", "store", "listen", "intake", "partners")
+_GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert")
+_STORE = ("url",)
+_LISTEN = ("grpc", "xml")
+_INTAKE = ("max_envelope_bytes", "clock_skew_seconds", "max_age_seconds")
+_PARTNER = (
+    "administration",
+    "binding",
+    "endpoint",
+    "ca",
+    "crl",
+    "require_crl",
+    "signers",
+    "tls_server_name",
+)
+_SIGNER = ("cert", "until")
+
+
+def load_config(path: Path | str, *, now: datetime | None = None) -> GatewayConfig:
+    """Read and check a configuration file; every problem is a ConfigError naming its key."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"config error: cannot read {path}: {exc.strerror}", location=str(path)
+        ) from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config error: not UTF-8: {exc}", location=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: not valid TOML: {exc}", location=str(path)) from None
+    return _build(_Reader(path), data, now or utc_now())
+
+
+def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
+    for name in data:
+        if name not in _TOP:
+            r.fail(name, f"unknown key (known: {', '.join(_TOP)})")
+    gw = r.check_table(data.get("gateway"), "gateway", _GATEWAY)
+    own = r.wrap(
+        "gateway.administration",
+        lambda: administration(r.string(gw, "gateway", "administration")),
+    )
+
+    signing_key, signing_key_pem = r.file(gw.get("signing_key"), "gateway.signing_key")
+    signing_cert, signing_cert_pem = r.file(gw.get("signing_cert"), "gateway.signing_cert")
+    identity: SigningIdentity = r.wrap(
+        "gateway.signing_key",
+        lambda: _identity(own, signing_key_pem, signing_cert_pem, signing_cert),
+    )
+    _check_current(r, "gateway.signing_cert", identity.certificate, now)
+
+    tls_key, tls_key_pem = r.file(gw.get("tls_key"), "gateway.tls_key")
+    tls_cert, tls_cert_pem = r.file(gw.get("tls_cert"), "gateway.tls_cert")
+    tls_identity: TlsIdentity = r.wrap(
+        "gateway.tls_key", lambda: TlsIdentity(tls_key_pem, tls_cert_pem)
+    )
+    tls_leaf = r.wrap("gateway.tls_cert", lambda: certificates_from_pem(tls_cert_pem)[0])
+    if _public_der(tls_leaf) != _public_der(
+        serialization.load_pem_private_key(tls_key_pem, password=None).public_key()
+    ):
+        r.fail("gateway.tls_key", f"private key does not belong to gateway.tls_cert ({tls_cert})")
+    _check_current(r, "gateway.tls_cert", tls_leaf, now)
+
+    store = r.check_table(data.get("store"), "store", _STORE)
+    store_path = _store_path(r, r.string(store, "store", "url"))
+
+    listen_table = r.check_table(data.get("listen"), "listen", _LISTEN, required=False)
+    listen = ListenConfig(
+        grpc=_address(r, listen_table, "grpc"), xml=_address(r, listen_table, "xml")
+    )
+
+    intake = r.check_table(data.get("intake"), "intake", _INTAKE, required=False)
+    defaults = IntakeLimits()
+    limits = IntakeLimits(
+        max_envelope_bytes=r.integer(
+            intake,
+            "intake",
+            "max_envelope_bytes",
+            defaults.max_envelope_bytes,
+            1024,
+            MAX_ENVELOPE_BYTES_CAP,
+        ),
+        clock_skew=timedelta(
+            seconds=r.integer(
+                intake,
+                "intake",
+                "clock_skew_seconds",
+                int(defaults.clock_skew.total_seconds()),
+                0,
+                86_400,
+            )
+        ),
+        max_age=timedelta(
+            seconds=r.integer(
+                intake,
+                "intake",
+                "max_age_seconds",
+                int(defaults.max_age.total_seconds()),
+                60,
+                366 * 86_400,
+            )
+        ),
+    )
+
+    partners_value = data.get("partners")
+    if partners_value is None:
+        r.fail("partners", "missing: configure at least one [[partners]] table")
+    if not isinstance(partners_value, list) or not partners_value:
+        r.fail("partners", "must be one or more [[partners]] tables")
+    partners: list[PartnerConfig] = []
+    trusts: list[PartnerTrust] = []
+    roots: dict[Administration, bytes] = {}
+    seen: dict[Administration, int] = {}
+    for index, value in enumerate(partners_value):
+        partner, trust, roots_pem = _partner(r, index, value, own, now)
+        if partner.administration in seen:
+            r.fail(
+                f"partners[{index}].administration",
+                f"partner {partner.administration.value} is already configured in "
+                f"partners[{seen[partner.administration]}]",
+            )
+        seen[partner.administration] = index
+        partners.append(partner)
+        trusts.append(trust)
+        roots[partner.administration] = roots_pem
+    trust_store: TrustStore = r.wrap("partners", lambda: TrustStore(trusts))
+
+    return GatewayConfig(
+        path=r.path,
+        administration=own,
+        signing_key=signing_key,
+        signing_cert=signing_cert,
+        tls_key=tls_key,
+        tls_cert=tls_cert,
+        store_path=store_path,
+        listen=listen,
+        limits=limits,
+        partners=tuple(partners),
+        signing_identity=identity,
+        tls_identity=tls_identity,
+        trust=trust_store,
+        partner_roots_pem=roots,
+    )
+
+
+def _identity(
+    own: Administration, key_pem: bytes, cert_pem: bytes, cert_path: Path
+) -> SigningIdentity:
+    try:
+        return load_identity(own, key_pem, cert_pem)
+    except ConfigError as error:
+        if "does not belong" in error.message or "different kinds" in error.message:
+            raise ConfigError(
+                f"private key does not belong to gateway.signing_cert ({cert_path})"
+            ) from None
+        raise
+
+
+def _public_der(key_or_cert: Any) -> bytes:
+    key = key_or_cert.public_key() if isinstance(key_or_cert, x509.Certificate) else key_or_cert
+    der: bytes = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+def _check_current(r: _Reader, key: str, cert: x509.Certificate, now: datetime) -> None:
+    if now > cert.not_valid_after_utc:
+        r.fail(key, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
+    if now < cert.not_valid_before_utc:
+        r.fail(key, f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}")
+
+
+def _store_path(r: _Reader, url: str) -> Path:
+    """sqlite:///relative/to/config/dir.db or sqlite:////absolute/path.db (SQLAlchemy style)."""
+    key = "store.url"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        r.fail(key, f"{url!r} is not a URL; use sqlite:///inbox.db (relative) or sqlite:////abs")
+    if scheme != "sqlite":
+        r.fail(key, f"store scheme {scheme!r} is not supported (supported: sqlite)")
+    if not rest.startswith("/"):
+        r.fail(
+            key, f"{url!r}: write sqlite:/// followed by the file path (host part must be empty)"
+        )
+    raw = urllib.parse.unquote(rest[1:])
+    if not raw or raw == ":memory:" or "?" in raw:
+        r.fail(
+            key,
+            f"{url!r}: give a database file (an in-memory or parameterised store is not durable)",
+        )
+    path = (r.base / raw).resolve()
+    if not path.parent.is_dir():
+        r.fail(key, f"directory {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        r.fail(key, f"{path} is not a file")
+    return path
+
+
+def _address(r: _Reader, table: Mapping[str, Any], name: str) -> tuple[str, int] | None:
+    if name not in table:
+        return None
+    key = f"listen.{name}"
+    value = r.string(table, "listen", name)
+    host, port = r.wrap(key, lambda: split_host_port(value))
+    if port > 65535:
+        r.fail(key, f"port {port} is outside 0..65535")
+    return host.strip("[]"), port
+
+
+def _endpoint(r: _Reader, key: str, binding: PartnerBinding, value: str) -> str:
+    if binding is PartnerBinding.GRPC:
+        _, port = r.wrap(key, lambda: split_host_port(value))
+        if "://" in value or not 0 < port <= 65535:
+            r.fail(key, f"{value!r}: a grpc endpoint is host:port with a port in 1..65535")
+        return value
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        r.fail(key, f"{value!r}: an xml endpoint is an https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        r.fail(key, f"{value!r}: the port is not a number in 0..65535")
+    return value
+
+
+def _partner(
+    r: _Reader, index: int, value: Any, own: Administration, now: datetime
+) -> tuple[PartnerConfig, PartnerTrust, bytes]:
+    key = f"partners[{index}]"
+    table = r.check_table(value, key, _PARTNER)
+    admin: Administration = r.wrap(
+        f"{key}.administration", lambda: administration(r.string(table, key, "administration"))
+    )
+    if admin is own:
+        r.fail(f"{key}.administration", f"{admin.value} is this gateway's own administration")
+    binding_text = r.string(table, key, "binding")
+    try:
+        binding = PartnerBinding(binding_text.lower())
+    except ValueError:
+        r.fail(f"{key}.binding", f"{binding_text!r} is not one of: grpc, xml")
+    endpoint = _endpoint(r, f"{key}.endpoint", binding, r.string(table, key, "endpoint"))
+
+    cas = r.files(table, key, "ca")
+    if not cas:
+        r.fail(f"{key}.ca", f"missing: the CA certificate file(s) of {admin.value}")
+    anchors: list[x509.Certificate] = []
+    for ca_key, _, pem in cas:
+        anchors.extend(r.wrap(ca_key, partial(certificates_from_pem, pem, what="CA certificate")))
+    require_crl = r.boolean(table, key, "require_crl", True)
+    crl_files = r.files(table, key, "crl")
+    if require_crl and not crl_files:
+        r.fail(
+            f"{key}.crl",
+            f"missing: give the CRL file(s) of {admin.value}'s CA, or set require_crl = false "
+            "(revocation then rests on the signers list alone)",
+        )
+    crls: list[x509.CertificateRevocationList] = []
+    for crl_key, crl_path, data in crl_files:
+        loaded = r.wrap(crl_key, partial(crls_from_bytes, data))
+        for crl in loaded:
+            issuers = [a for a in anchors if a.subject == crl.issuer]
+            if not any(crl.is_signature_valid(cast(Any, a.public_key())) for a in issuers):
+                r.fail(crl_key, f"{crl_path} is not signed by any CA in {key}.ca")
+            if crl.next_update_utc is not None and crl.next_update_utc < now:
+                log.warning(
+                    "%s: CRL %s is stale since %s: %s's messages will be refused until it is "
+                    "replaced",
+                    crl_key,
+                    crl_path,
+                    crl.next_update_utc.isoformat(),
+                    admin.value,
+                )
+        crls.extend(loaded)
+
+    signers: tuple[SignerConfig, ...] | None = None
+    allowed: tuple[AllowedSigner, ...] | None = None
+    if "signers" in table:
+        listed = table["signers"]
+        if not isinstance(listed, list) or not listed:
+            r.fail(f"{key}.signers", "must be one or more [[partners.signers]] tables")
+        signer_configs: list[SignerConfig] = []
+        allowed_list: list[AllowedSigner] = []
+        for s_index, s_value in enumerate(listed):
+            s_key = f"{key}.signers[{s_index}]"
+            s_table = r.check_table(s_value, s_key, _SIGNER)
+            cert_path, cert_pem = r.file(s_table.get("cert"), f"{s_key}.cert")
+            until = _until(r, f"{s_key}.until", s_table.get("until"))
+            allowed_list.append(
+                r.wrap(f"{s_key}.cert", partial(allowed_signer_from_pem, cert_pem, until))
+            )
+            signer_configs.append(SignerConfig(cert_path, until))
+        signers = tuple(signer_configs)
+        allowed = tuple(allowed_list)
+
+    server_name = r.string(table, key, "tls_server_name", required=False) or None
+    trust = PartnerTrust(admin, tuple(anchors), tuple(crls), allowed, require_crl=require_crl)
+    roots_pem = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in anchors)
+    partner = PartnerConfig(
+        administration=admin,
+        binding=binding,
+        endpoint=endpoint,
+        ca=tuple(path for _, path, _ in cas),
+        crl=tuple(path for _, path, _ in crl_files),
+        signers=signers,
+        require_crl=require_crl,
+        tls_server_name=server_name,
+    )
+    return partner, trust, roots_pem
+
+
+def _until(r: _Reader, key: str, value: Any) -> datetime | None:
+    """A TOML offset date-time (until = 2027-01-01T00:00:00Z) or the same as a string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            r.fail(key, f"{value!r} is not an ISO 8601 date-time such as 2027-01-01T00:00:00Z")
+    if not isinstance(value, datetime):
+        r.fail(key, f"must be a date-time such as 2027-01-01T00:00:00Z, not {_kind(value)}")
+    if value.tzinfo is None:
+        r.fail(key, f"{value.isoformat()} has no time zone; write it in UTC with a Z")
+    return value.astimezone(UTC)
+
+
+# --- building --------------------------------------------------------------------------------
+def build_node(config: GatewayConfig) -> GatewayNode:
+    """The node a configuration describes: its identity, trust store, inbox and limits.
+
+    The caller owns the node's inbox and closes it (node.inbox.close()) on shutdown.
+    """
+    try:
+        inbox = SqliteInbox(config.store_path)
+    except DeliveryError as error:
+        raise ConfigError(
+            f"config error: store.url: {error.message}", location=str(config.path)
+        ) from None
+    return GatewayNode(config.signing_identity, config.trust, inbox, limits=config.limits)

@@ -1,0 +1,392 @@
+"""The gRPC server of a gateway: gnc.v1.Exchange over mutual TLS, with health and reflection.
+
+Handlers take the request as the exact bytes received (no request deserializer): the node
+verifies the JWS over those bytes, never over a re-serialisation. Per call, the administration
+the client proved in the TLS handshake is looked up in the trust store and handed to the node as
+`tls_peer`, so a US client cannot submit an envelope whose sender is CN.
+
+Sizes: grpc refuses a message over `max_envelope_bytes + OVERSIZE_SLACK` by itself (status
+RESOURCE_EXHAUSTED, no receipt: it is never read whole). A message between the intake limit and
+that hard cap reaches the node and is answered with a signed ENV_OVERSIZE rejection receipt.
+
+Batching: one grpc call costs more Python than checking the envelope it carries, and a commit
+per envelope would cost more again. So every envelope, from a unary Submit or from a Stream, goes
+into one intake that checks whatever has arrived as a micro-batch (`node.receive_many`: one
+grouped commit), `batch_workers` batches at a time so that one batch's signature checks (which
+release the GIL) overlap another's Python. An envelope's receipt is released only after its
+batch is committed; a stream's receipts are written strictly in the order of its envelopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import grpc
+from cryptography import x509
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection
+
+import gateway._proto.gnc.v1.envelope_pb2 as envelope_pb2  # registers gnc.v1 for reflection
+from gateway.envelope.opened import Binding
+from gateway.errors import ConfigError, GatewayError, TransportError
+from gateway.model.codes import Administration
+from gateway.node import GatewayNode
+from gateway.transport.tls import TlsIdentity, is_loopback, server_credentials, split_host_port
+
+log = logging.getLogger("gateway.transport.grpc")
+
+SERVICE_NAME: str = envelope_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name
+SUBMIT_METHOD = f"/{SERVICE_NAME}/Submit"
+STREAM_METHOD = f"/{SERVICE_NAME}/Stream"
+HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+OVERSIZE_SLACK = 1024 * 1024  # read this much past the intake limit, to answer ENV_OVERSIZE
+
+_STOPPING = TransportError("the gateway is shutting down; nothing was received")
+
+
+@lru_cache(maxsize=256)
+def _peer_certificate(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
+
+
+class _StoreHealth(health.HealthServicer):  # type: ignore[misc]
+    """Health checking that answers SERVING only while the node's store is usable."""
+
+    def __init__(self, probe: Callable[[], bool]) -> None:
+        super().__init__()
+        self._probe = probe
+        self._stopping = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self._stopping:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._probe()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            self.set(service, status)
+
+    def shutting_down(self) -> None:
+        self._stopping = True
+        self.enter_graceful_shutdown()
+
+    def Check(self, request: Any, context: Any) -> Any:
+        self.refresh()
+        return super().Check(request, context)
+
+    def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:
+        self.refresh()
+        return super().Watch(request, context, send_response_callback)
+
+
+@dataclass(frozen=True)
+class _Item:
+    raw: bytes
+    peer: Administration | None
+    answer: futures.Future[bytes]
+
+
+class _Intake:
+    """Every envelope the server receives, from unary calls and streams alike, goes through here.
+
+    Each of `workers` threads takes the next envelope and everything else that has arrived (up to
+    `max_batch`) as one batch; it checks the batch with `node.receive_many`, whose store write is
+    one grouped commit, and only then completes each envelope's future. Under load batches grow
+    by themselves; an idle server answers a lone envelope at once (no timer).
+    """
+
+    def __init__(self, node: GatewayNode, *, workers: int, max_batch: int) -> None:
+        self._node = node
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"grpc-intake-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, raw: bytes, peer: Administration | None) -> futures.Future[bytes]:
+        """Queue one envelope; the future holds its signed receipt once it is stored."""
+        answer: futures.Future[bytes] = futures.Future()
+        if self._closed:
+            answer.set_exception(_STOPPING)
+        else:
+            self._queue.put(_Item(raw, peer, answer))
+        return answer
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the workers."""
+        self._closed = True
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=30)
+        while True:  # anything queued after the end markers: refuse, never leave it hanging
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.answer.set_exception(_STOPPING)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            end = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    end = True
+                    break
+                batch.append(more)
+            self._process(batch)
+            if end:
+                return
+
+    def _process(self, batch: list[_Item]) -> None:
+        by_peer: dict[Administration | None, list[_Item]] = {}
+        for item in batch:
+            by_peer.setdefault(item.peer, []).append(item)
+        for peer, items in by_peer.items():
+            try:
+                answers = self._node.receive_many(
+                    [item.raw for item in items], Binding.PROTOBUF, peer
+                )
+                if len(answers) != len(items):
+                    raise RuntimeError(f"{len(answers)} receipts for {len(items)} envelopes")
+            except Exception as exc:
+                log.exception("checking a batch of %d envelopes failed", len(items))
+                for item in items:
+                    item.answer.set_exception(exc)
+                continue
+            for item, answer in zip(items, answers, strict=True):
+                item.answer.set_result(answer)
+
+
+class _StreamCall:
+    """One Stream call: a reader thread feeds the intake; receipts leave in envelope order."""
+
+    def __init__(
+        self,
+        intake: _Intake,
+        peer: Administration | None,
+        requests: Iterator[bytes],
+        context: grpc.ServicerContext,
+        window: int,
+    ) -> None:
+        self._intake = intake
+        self._peer = peer
+        self._requests = requests
+        self._context = context
+        self._pending: queue.SimpleQueue[futures.Future[bytes] | None] = queue.SimpleQueue()
+        # Back-pressure: at most `window` envelopes read but not yet answered.
+        self._window = threading.Semaphore(window)
+
+    def _read(self) -> None:
+        try:
+            for raw in self._requests:
+                while not self._window.acquire(timeout=0.5):
+                    if not self._context.is_active():
+                        return
+                self._pending.put(self._intake.submit(raw, self._peer))
+        except grpc.RpcError:
+            pass  # the client went away; what was read is still stored and answered if it can be
+        except Exception:  # pragma: no cover - defensive: never lose the end marker
+            log.exception("reading the envelope stream failed")
+        finally:
+            self._pending.put(None)
+
+    def run(self) -> Iterator[bytes]:
+        threading.Thread(target=self._read, name="grpc-stream-reader", daemon=True).start()
+        while True:
+            answer = self._pending.get()
+            if answer is None:
+                return
+            yield _receipt_or_abort(answer, self._context)
+            self._window.release()
+
+
+def _receipt_or_abort(answer: futures.Future[bytes], context: grpc.ServicerContext) -> bytes:
+    try:
+        return answer.result()
+    except Exception as exc:
+        if exc is _STOPPING:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"TRN_UNAVAILABLE: {exc}")
+        context.abort(grpc.StatusCode.INTERNAL, f"GNC_INTERNAL: {type(exc).__name__}")
+        raise  # abort raises; this keeps type checkers informed
+
+
+class GrpcGatewayServer:
+    """A gRPC endpoint in front of one GatewayNode.
+
+    Mutual TLS by default: `tls` is this gateway's TLS identity and clients must present a
+    certificate chaining to one of the trust store's anchors. `insecure_loopback=True` serves
+    plaintext, and only on a loopback address (benchmarks against a bare echo service).
+    """
+
+    def __init__(
+        self,
+        node: GatewayNode,
+        *,
+        address: str = "127.0.0.1:0",
+        tls: TlsIdentity | None = None,
+        insecure_loopback: bool = False,
+        max_workers: int = 32,
+        batch_workers: int = 1,
+        max_batch: int = 64,
+        stream_window: int = 512,
+    ) -> None:
+        host, _ = split_host_port(address)
+        if tls is None and not insecure_loopback:
+            raise ConfigError(
+                "the gRPC server needs a TLS identity (mutual TLS); plaintext must be asked for "
+                "explicitly with insecure_loopback",
+                location="grpc.tls",
+            )
+        if tls is not None and insecure_loopback:
+            raise ConfigError("choose TLS or insecure_loopback, not both", location="grpc.tls")
+        if insecure_loopback and not is_loopback(host):
+            raise ConfigError(
+                f"plaintext gRPC is allowed on a loopback address only, not {host}",
+                location="grpc.address",
+            )
+        if min(batch_workers, max_batch, stream_window) < 1 or max_workers < 2:
+            raise ConfigError("gRPC worker and batch sizes must be positive", location="grpc")
+        self.node = node
+        self._address = address
+        self._host = host
+        self._tls = tls
+        self._batch_workers = batch_workers
+        self._max_batch = max_batch
+        self._stream_window = stream_window
+        self._intake: _Intake | None = None
+        hard_cap = node.limits.max_envelope_bytes + OVERSIZE_SLACK
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers, thread_name_prefix="grpc-call"),
+            options=[
+                ("grpc.max_receive_message_length", hard_cap),
+                ("grpc.max_send_message_length", hard_cap),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._server.add_generic_rpc_handlers((self._handlers(),))
+        self.health = _StoreHealth(node.inbox.is_usable)
+        from grpc_health.v1 import health_pb2_grpc
+
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._port: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> int:
+        """Bind and start serving; return the bound port (useful with port 0)."""
+        try:
+            if self._tls is None:
+                port = self._server.add_insecure_port(self._address)
+            else:
+                creds = server_credentials(self._tls, self.node.trust.anchors_pem())
+                port = self._server.add_secure_port(self._address, creds)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot bind gRPC on {self._address}: {exc}") from None
+        if not port:
+            raise ConfigError(f"cannot bind gRPC on {self._address}", location="grpc.address")
+        self._port = int(port)
+        self._intake = _Intake(self.node, workers=self._batch_workers, max_batch=self._max_batch)
+        self._server.start()
+        log.info(
+            "gRPC %s listening on %s:%d (%s)",
+            SERVICE_NAME,
+            self._host,
+            self._port,
+            "mutual TLS" if self._tls else "PLAINTEXT loopback",
+        )
+        return self._port
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop taking calls, let running ones finish for `grace` seconds, then cancel them."""
+        self.health.shutting_down()
+        self._server.stop(grace).wait()
+        if self._intake is not None:
+            self._intake.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> GrpcGatewayServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop(grace=None)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise ConfigError("the gRPC server is not started")
+        return self._port
+
+    @property
+    def target(self) -> str:
+        """host:port a client on this machine can dial."""
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "[::]", "") else self._host
+        return f"{host}:{self.port}"
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                # No deserializers: the handlers get the exact bytes that were received.
+                "Submit": grpc.unary_unary_rpc_method_handler(self._submit),
+                "Stream": grpc.stream_stream_rpc_method_handler(self._stream),
+            },
+        )
+
+    def _tls_peer(self, context: grpc.ServicerContext) -> Administration | None:
+        """The administration the client's TLS certificate proves (None in plaintext mode)."""
+        if self._tls is None:
+            return None
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "TRUST_UNTRUSTED: no client certificate")
+        try:
+            cert = _peer_certificate(bytes(pems[0]))
+            peer: Administration = self.node.trust.administration_of_tls_peer(
+                cert, self.node.clock()
+            )
+        except GatewayError as error:
+            log.info("TLS peer refused: %s", error)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{error.code}: {error.message}")
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"TRUST_UNTRUSTED: {exc}")
+        return peer
+
+    def _submit(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        peer = self._tls_peer(context)
+        assert self._intake is not None  # started before the server takes calls
+        return _receipt_or_abort(self._intake.submit(raw, peer), context)
+
+    def _stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        peer = self._tls_peer(context)
+        assert self._intake is not None
+        return _StreamCall(self._intake, peer, requests, context, self._stream_window).run()
