@@ -15,15 +15,27 @@ from datetime import datetime
 
 from gateway.envelope import protobuf_binding
 from gateway.envelope import receipts as receipts_mod
-from gateway.envelope.intake import Accepted, IntakeLimits, check_envelope
+from gateway.envelope.intake import (
+    DEFAULT_LIMITS,
+    Accepted,
+    IntakeLimits,
+    check_envelope,
+    open_any,
+)
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
 from gateway.envelope.receipts import Receipt
-from gateway.errors import TRUST_WRONG_PARTNER, DeliveryError, GatewayError, TrustError
+from gateway.errors import (
+    RECEIPT_MISMATCH,
+    TRUST_WRONG_PARTNER,
+    DeliveryError,
+    GatewayError,
+    TrustError,
+)
 from gateway.model.codes import Administration
 from gateway.model.header import EnvelopeHeader, utc_now
 from gateway.store.inbox import InboundRecord, PutOutcome, PutResult, SqliteInbox
-from gateway.trust.store import TrustStore
+from gateway.trust.store import TrustedSigner, TrustStore
 
 log = logging.getLogger("gateway.node")
 
@@ -54,6 +66,54 @@ def open_receipt(binding: Binding, raw: bytes) -> receipts_mod.OpenedReceipt:
     return xml_binding.open_receipt(raw)
 
 
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    """A partner's receipt whose signature, signer and subject were checked."""
+
+    receipt: Receipt
+    signer: TrustedSigner
+    raw: bytes
+
+    @property
+    def accepted(self) -> bool:
+        return self.receipt.accepted
+
+
+def message_id_of(binding: Binding, raw_envelope: bytes) -> str:
+    """The message id of one of our own sealed envelopes (protobuf: decoded, not verified)."""
+    if binding is Binding.PROTOBUF:
+        return protobuf_binding.read_header_unverified(raw_envelope).message_id
+    return open_any(raw_envelope, binding, DEFAULT_LIMITS).header.message_id
+
+
+def verify_partner_receipt(
+    binding: Binding,
+    raw_receipt: bytes,
+    *,
+    partner: Administration,
+    trust: TrustStore,
+    message_id: str,
+    sent: bytes,
+    now: datetime | None = None,
+) -> VerifiedReceipt:
+    """What a sender checks before treating a message as answered: the receipt's signature,
+    that its signer may sign for `partner`, that `partner` issued it, and that it names the
+    message and the SHA-256 of exactly the bytes sent (a rejection may leave the id empty when
+    the partner could not trust the header)."""
+    opened = open_receipt(binding, raw_receipt)
+    signer = trust.check_signer(partner, opened.signer_chain, now or utc_now())
+    receipt = opened.receipt
+    if receipt.issuer != partner:
+        raise DeliveryError(
+            f"receipt issued by {receipt.issuer.value}, expected {partner.value}",
+            code=RECEIPT_MISMATCH,
+            location="receipt.issuer",
+        )
+    expected = "" if not receipt.accepted and not receipt.message_id else message_id
+    receipts_mod.check_receipt_matches(receipt, expected, sent)
+    return VerifiedReceipt(receipt, signer, raw_receipt)
+
+
 @dataclass
 class NodeStats:
     accepted: int = 0
@@ -70,7 +130,7 @@ class GatewayNode:
         trust: TrustStore,
         inbox: SqliteInbox,
         *,
-        limits: IntakeLimits = IntakeLimits(),
+        limits: IntakeLimits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.identity = identity

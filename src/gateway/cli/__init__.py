@@ -12,13 +12,14 @@ from gateway import __version__
 from gateway.errors import GatewayError
 
 # Modules that define `register(subparsers)`; a module missing from a partial install is skipped.
-_COMMAND_MODULES = ("certs", "envelope", "serve")
+_COMMAND_MODULES = ("certs", "envelope", "send", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gncgw",
-        description="GNC gateway: signed WCO Utility Block exchanges between customs administrations.",
+        description="GNC gateway: signed WCO Utility Block exchanges between customs "
+        "administrations.",
     )
     parser.add_argument("--version", action="version", version=f"gncgw {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")

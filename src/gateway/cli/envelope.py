@@ -22,12 +22,13 @@ from gateway.trust.store import TrustStore
 
 
 def detect_binding(raw: bytes) -> Binding:
-    """XML documents start with '<' (after an optional BOM and whitespace); anything else is protobuf."""
+    """XML starts with '<' (after an optional BOM and whitespace); anything else is protobuf."""
     head = raw[:64].lstrip(b"\xef\xbb\xbf").lstrip()
     return Binding.XML if head.startswith(b"<") else Binding.PROTOBUF
 
 
-def _read(path: str) -> bytes:
+def read_input(path: str) -> bytes:
+    """A file's bytes, or stdin for '-'; a missing file is a clear error."""
     if path == "-":
         return sys.stdin.buffer.read()
     try:
@@ -37,11 +38,11 @@ def _read(path: str) -> bytes:
 
 
 def load_trust(args: argparse.Namespace) -> TrustStore:
-    """Trust from a gateway config (--config) or a directory in the test-PKI layout (--trust-dir)."""
+    """Trust from a gateway config (--config) or a test-PKI layout directory (--trust-dir)."""
     if getattr(args, "config", None):
-        from gateway.config import load_config, build_trust
+        from gateway.config import load_config
 
-        return build_trust(load_config(Path(args.config)))
+        return load_config(Path(args.config)).trust
     if getattr(args, "trust_dir", None):
         from gateway.cli.certs import trust_from_directory
 
@@ -51,8 +52,8 @@ def load_trust(args: argparse.Namespace) -> TrustStore:
 
 def _cmd_sign(args: argparse.Namespace) -> int:
     sender = parse_administration(args.sender, "sender")
-    identity = load_identity(sender, _read(args.key), _read(args.cert))
-    payload = _read(args.payload)
+    identity = load_identity(sender, read_input(args.key), read_input(args.cert))
+    payload = read_input(args.payload)
     header = new_header(
         payload=payload,
         utility_block=UtilityBlock(args.ub),
@@ -91,7 +92,8 @@ def _describe(opened: OpenedEnvelope, raw: bytes) -> list[tuple[str, str]]:
         ("signer", leaf.subject.rfc4514_string()),
         ("signer issuer", leaf.issuer.rfc4514_string()),
         ("signer SHA-256", leaf.fingerprint(hashes.SHA256()).hex()),
-        ("signer valid", f"{leaf.not_valid_before_utc.isoformat()} .. {leaf.not_valid_after_utc.isoformat()}"),
+        ("signer valid from", leaf.not_valid_before_utc.isoformat()),
+        ("signer valid until", leaf.not_valid_after_utc.isoformat()),
         ("envelope SHA-256", hashlib.sha256(raw).hexdigest()),
         ("signature", "verifies over the exact bytes"),
     ]
@@ -108,7 +110,7 @@ def _at(args: argparse.Namespace) -> datetime:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    raw = _read(args.file)
+    raw = read_input(args.file)
     binding = Binding(args.binding) if args.binding != "auto" else detect_binding(raw)
     trust = load_trust(args)
     opened = open_any(raw, binding, IntakeLimits())
@@ -122,13 +124,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    raw = _read(args.file)
+    raw = read_input(args.file)
     binding = Binding(args.binding) if args.binding != "auto" else detect_binding(raw)
     opened = open_any(raw, binding, IntakeLimits())
     rows = _describe(opened, raw)
     if args.config or args.trust_dir:
         try:
-            signer = load_trust(args).check_signer(opened.header.sender, opened.signer_chain, _at(args))
+            trust = load_trust(args)
+            signer = trust.check_signer(opened.header.sender, opened.signer_chain, _at(args))
             rows.append(("trust", f"trusted for {signer.administration.value}"))
         except GatewayError as error:
             rows.append(("trust", f"NOT TRUSTED: {error}"))
@@ -144,9 +147,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+ADMINISTRATIONS = [a.value for a in Administration]
+
+
+def add_header_options(parser: argparse.ArgumentParser) -> None:
+    """The header fields a user chooses when sealing (sign and send share them)."""
+    parser.add_argument("--to", dest="receiver", required=True, choices=ADMINISTRATIONS)
+    parser.add_argument("--ub", required=True, choices=[u.value for u in UtilityBlock])
+    parser.add_argument("--type", required=True, help="message type, e.g. AEO_STATUS_CHANGE")
+    parser.add_argument("--content-type", default="application/octet-stream")
+    parser.add_argument("--schema-version", default="1.0")
+    parser.add_argument(
+        "--label", default=HandlingLabel.LIMITED.value, choices=[h.value for h in HandlingLabel]
+    )
+
+
 def _trust_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="gateway config whose partner trust to use")
-    parser.add_argument("--trust-dir", help="directory in the test-PKI layout (ADMIN/ca.pem, crl.pem)")
+    parser.add_argument(
+        "--trust-dir", help="directory in the test-PKI layout (ADMIN/ca.pem, crl.pem)"
+    )
     parser.add_argument("--at", help="check validity at this ISO time instead of now")
 
 
@@ -156,15 +176,10 @@ def register(subparsers: Any) -> None:
     sign.add_argument("--binding", choices=[b.value for b in Binding], default="protobuf")
     sign.add_argument("--key", required=True, help="signing private key (PEM)")
     sign.add_argument("--cert", required=True, help="signing certificate, leaf first (PEM)")
-    sign.add_argument("--from", dest="sender", required=True, choices=[a.value for a in Administration])
-    sign.add_argument("--to", dest="receiver", required=True, choices=[a.value for a in Administration])
-    sign.add_argument("--ub", required=True, choices=[u.value for u in UtilityBlock])
-    sign.add_argument("--type", required=True, help="message type, e.g. AEO_STATUS_CHANGE")
-    sign.add_argument("--content-type", default="application/octet-stream")
-    sign.add_argument("--schema-version", default="1.0")
-    sign.add_argument("--label", default=HandlingLabel.LIMITED.value, choices=[h.value for h in HandlingLabel])
+    sign.add_argument("--from", dest="sender", required=True, choices=ADMINISTRATIONS)
+    add_header_options(sign)
     sign.add_argument("--correlation-id")
-    sign.add_argument("-o", "--output", required=True, help="where to write the envelope ('-' stdout)")
+    sign.add_argument("-o", "--output", required=True, help="envelope file ('-' for stdout)")
     sign.set_defaults(func=_cmd_sign)
 
     verify = subparsers.add_parser("verify", help="check an envelope's signature and trust")
@@ -173,7 +188,9 @@ def register(subparsers: Any) -> None:
     _trust_options(verify)
     verify.set_defaults(func=_cmd_verify)
 
-    inspect = subparsers.add_parser("inspect", help="show an envelope: header, signer, digest check")
+    inspect = subparsers.add_parser(
+        "inspect", help="show an envelope: header, signer, digest check"
+    )
     inspect.add_argument("file")
     inspect.add_argument("--binding", choices=["auto", *[b.value for b in Binding]], default="auto")
     inspect.add_argument("--payload", action="store_true", help="print the payload too")

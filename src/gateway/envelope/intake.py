@@ -24,6 +24,9 @@ class IntakeLimits:
     max_age: timedelta = timedelta(days=7)  # older messages are replays unless re-sent afresh
 
 
+DEFAULT_LIMITS = IntakeLimits()
+
+
 @dataclass(frozen=True)
 class Accepted:
     envelope: OpenedEnvelope
@@ -45,7 +48,7 @@ def check_envelope(
     trust: TrustStore,
     own: Administration,
     now: datetime,
-    limits: IntakeLimits = IntakeLimits(),
+    limits: IntakeLimits = DEFAULT_LIMITS,
 ) -> Accepted:
     """Accept or raise a GatewayError naming the rule that refused the envelope."""
     opened = open_any(raw, binding, limits)

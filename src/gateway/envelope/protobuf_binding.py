@@ -131,6 +131,20 @@ def decode(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> pb.Sig
     return envelope
 
 
+def read_header_unverified(raw: bytes) -> EnvelopeHeader:
+    """The header of an envelope we sealed ourselves, decoded without checking the signature.
+
+    For a sender's own bookkeeping only; never for anything received.
+    """
+    envelope = decode(raw)
+    message = pb.EnvelopeHeader()
+    try:
+        message.ParseFromString(envelope.header)
+    except DecodeError as exc:
+        raise EnvelopeError(f"header cannot be decoded: {exc}", location="header") from None
+    return header_from_proto(message)
+
+
 def open_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> OpenedEnvelope:
     """Verify the JWS over the header bytes and the payload digest; then decode the header."""
     envelope = decode(raw, max_bytes=max_bytes)

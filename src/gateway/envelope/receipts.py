@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
@@ -144,7 +145,7 @@ def seal_receipt(receipt: Receipt, identity: SigningIdentity) -> bytes:
 @dataclass(frozen=True)
 class OpenedReceipt:
     receipt: Receipt
-    signer_chain: tuple[object, ...]
+    signer_chain: tuple[x509.Certificate, ...]
 
 
 def open_receipt(raw: bytes) -> OpenedReceipt:
