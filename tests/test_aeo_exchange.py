@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import date
 from importlib import resources
 
@@ -55,9 +54,12 @@ def changes(draw: st.DrawFn) -> AeoChange:
     if kind is ChangeKind.CHANGED:
         return AeoChange.changed(previous, record)
     return AeoChange.removed(
-        replace(record, status=previous), version=record.version, status=record.status,
-        effective_date=record.status_effective, reason=record.status_reason,
-    )  # fmt: skip
+        record,
+        version=record.version,
+        status=draw(st.sampled_from(AeoStatus)),
+        effective_date=record.status_effective,
+        reason=record.status_reason,
+    )
 
 
 owners = st.sampled_from(Administration)
@@ -183,7 +185,7 @@ def test_xml_payload_of_another_type_or_invalid_is_malformed() -> None:
     with pytest.raises(AeoError, match="expected"):
         decode(query, MessageType.QUERY_ANSWER, PayloadForm.XML)
     bad = query.replace(b"queryId=", b"queryID=")
-    with pytest.raises(AeoError, match="ub1-aeo.xsd") as info:
+    with pytest.raises(AeoError, match=r"ub1-aeo\.xsd") as info:
         decode(bad, MessageType.QUERY, PayloadForm.XML)
     assert info.value.code == "AEO_PAYLOAD_MALFORMED"
     doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]>' + query.split(b"?>", 1)[1]
@@ -195,8 +197,8 @@ def test_bad_records_in_a_list_are_all_named_with_model_codes() -> None:
     msg = aeo_pb2.AeoFullList()
     msg.ParseFromString(encode(sample_list(), PayloadForm.PROTOBUF))
     msg.records[2].holder_id = "US123"
-    msg.records[5].status = 9
-    msg.records[7].aeo_type = 7
+    msg.records[5].status = 9  # type: ignore[assignment]
+    msg.records[7].aeo_type = 7  # type: ignore[assignment]
     with pytest.raises(AeoRejected) as info:
         decode(msg.SerializeToString(), MessageType.FULL_LIST, PayloadForm.PROTOBUF)
     assert [(p.where, p.code) for p in info.value.problems] == [

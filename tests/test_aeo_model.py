@@ -180,7 +180,7 @@ def test_partner_record_has_its_own_identifier_rules() -> None:
 @pytest.mark.parametrize("current", list(AeoStatus))
 @pytest.mark.parametrize("new", list(AeoStatus))
 def test_state_machine(current: AeoStatus, new: AeoStatus) -> None:
-    legal = current is not R  # REVOKED is final; every other change is legal
+    legal = current is not R or new is R  # REVOKED is final (amendments only)
     assert (new in LEGAL_TRANSITIONS[current]) is legal
     if legal:
         check_transition(current, new)

@@ -354,3 +354,31 @@ def test_profiles_do_no_io() -> None:
     """load_profile takes text: a path string is not opened but parsed (and refused)."""
     with pytest.raises(ProfileError):
         load_profile(str(Path(PARTNERS_DIR / "us.toml")), "us.toml")
+
+
+def test_a_revoked_operator_withdrawing_consent_is_removed_but_stays_revoked() -> None:
+    revoked = eu_record(
+        status=AeoStatus.REVOKED,
+        status_effective=date(2025, 5, 1),
+        version=2,
+        status_reason="Criteria no longer met",
+    )
+    withdrawn = replace(revoked, consent=False, consent_date=date(2026, 1, 5), version=3)
+    eu = AeoList.from_records([revoked])
+    us = AeoList.from_records(partner_view(US, eu))
+    change = partner_delta(US, revoked, withdrawn)
+    assert change is not None and change.kind is ChangeKind.REMOVED
+    assert change.status is AeoStatus.REVOKED
+    assert len(us.apply([change])) == 0
+    eu = eu.apply_records([withdrawn])
+    assert eu.get(revoked.authorisation_number).status is AeoStatus.REVOKED  # type: ignore[union-attr]
+    regrant = replace(
+        withdrawn,
+        status=AeoStatus.GRANTED,
+        consent=True,
+        version=4,
+        status_effective=date(2026, 2, 1),
+    )
+    with pytest.raises(AeoError) as info:
+        eu.apply_records([regrant])
+    assert info.value.code == "AEO_ILLEGAL_TRANSITION"

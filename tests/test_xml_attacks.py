@@ -574,3 +574,31 @@ def test_validly_signed_but_outside_the_profile_is_refused(
     dump(name, raw)
     error = refusal(raw)
     assert error.code == code, str(error)
+
+
+@pytest.mark.parametrize("stem", ["signing", "signing-rsa"])
+def test_fast_profile_match_and_full_checks_agree(pki: TestPki, stem: str) -> None:
+    """verify_enveloped recognises our own SignedInfo by its canonical form; the element-by-
+    element checks must reach the same algorithm and digest on it."""
+    from gateway.envelope import xmldsig
+
+    header = new_header(
+        payload=PAYLOAD,
+        utility_block=UtilityBlock.UB3,
+        message_type="RiskInfo",
+        sender=Administration.EU,
+        receiver=Administration.JP,
+        payload_content_type="application/xml",
+    )
+    root = etree.fromstring(xb.seal(header, PAYLOAD, pki.identity("EU", stem)))
+    signed_info = one(root, "//ds:SignedInfo")
+    fast = xmldsig._PROFILE_SIGNED_INFO.fullmatch(xmldsig.canonicalize(signed_info))
+    assert fast is not None
+    algorithm, digest, info_prefixes, reference_prefixes = xmldsig._check_signed_info(signed_info)
+    assert (algorithm, digest) == (fast.group(1).decode(), base64.b64decode(fast.group(2)))
+    assert info_prefixes == reference_prefixes == ()
+    # Pretty-printing the SignedInfo leaves the fast path and must still verify the same way.
+    signed_info.text = "\n"
+    with pytest.raises(GatewayError) as caught:
+        xmldsig.verify_enveloped(root)
+    assert caught.value.code == "SIG_INVALID"  # SignedInfo changed: its signature no longer fits

@@ -74,9 +74,11 @@ class AeoStatus(StrEnum):
     CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
 
 
-# Which status may follow which. REVOKED is final: a new authorisation gets a new number.
-# Staying in the same status is an amendment (e.g. a new address) and is legal except out of
-# REVOKED. CONSENT_WITHDRAWN may end when the operator consents again (back to the status the
+# Which status may follow which. REVOKED is final: a new authorisation gets a new number, and
+# only amendments follow (the same status with other details, e.g. the operator withdrawing its
+# consent, which keeps REVOKED with consent = false so the revocation cannot be undone through
+# CONSENT_WITHDRAWN). Staying in the same status is an amendment (e.g. a new address).
+# CONSENT_WITHDRAWN may end when the operator consents again (back to the status the
 # authorisation has then).
 _G, _S, _R, _W = (
     AeoStatus.GRANTED,
@@ -87,7 +89,7 @@ _G, _S, _R, _W = (
 LEGAL_TRANSITIONS: Mapping[AeoStatus, frozenset[AeoStatus]] = {
     _G: frozenset({_G, _S, _R, _W}),  # amend, suspend, revoke, consent withdrawn
     _S: frozenset({_S, _G, _R, _W}),  # amend, suspension lifted, revoke, consent withdrawn
-    _R: frozenset(),  # final
+    _R: frozenset({_R}),  # final: only amendments (e.g. consent withdrawn: consent = false)
     _W: frozenset({_W, _G, _S, _R}),  # consent given again (to the status then held), revoke
 }
 

@@ -90,15 +90,15 @@ class EnvelopeHeader:
             raise _invalid("receiver", "must be an Administration")
         if self.sender == self.receiver:
             raise _invalid("receiver", "sender and receiver must differ")
-        if not MESSAGE_TYPE_RE.match(self.message_type):
+        if not MESSAGE_TYPE_RE.fullmatch(self.message_type):
             raise _invalid(
                 "message_type", f"{self.message_type!r} breaks {MESSAGE_TYPE_RE.pattern}"
             )
-        if not SCHEMA_VERSION_RE.match(self.schema_version):
+        if not SCHEMA_VERSION_RE.fullmatch(self.schema_version):
             raise _invalid(
                 "schema_version", f"{self.schema_version!r} breaks {SCHEMA_VERSION_RE.pattern}"
             )
-        if not CONTENT_TYPE_RE.match(self.payload_content_type):
+        if not CONTENT_TYPE_RE.fullmatch(self.payload_content_type):
             raise _invalid(
                 "payload_content_type", f"{self.payload_content_type!r} is not a media type"
             )
