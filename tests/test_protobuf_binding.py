@@ -208,3 +208,14 @@ def test_created_at_keeps_microseconds_and_refuses_sub_microsecond() -> None:
     assert binding.datetime_from_parts(*binding.datetime_to_parts(moment - timedelta(days=20000))) == (
         moment - timedelta(days=20000)
     )
+
+
+@pytest.mark.parametrize(
+    "field", ["message_type", "schema_version", "payload_content_type"]
+)
+def test_header_patterns_refuse_a_trailing_newline(field: str) -> None:
+    """`$` in a Python regex matches before a final newline; the rules must hold to the end."""
+    value = {"message_type": "PING", "schema_version": "1.0", "payload_content_type": "text/plain"}[field]
+    with pytest.raises(GatewayError) as excinfo:
+        _header(**{field: value + "\n"})
+    assert excinfo.value.location == f"header.{field}"
