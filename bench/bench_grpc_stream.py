@@ -87,7 +87,9 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
         with submit.server_process("full", pki_root, work / "inbox.db", args.insecure) as server:
             client = submit.client_for(server, pki_root, args.insecure)
             unary, answered = submit.unary_rate(client, unary_corpus, args.unary_seconds)
-            print(f"full path, unary Submit:    {unary:8.0f} envelopes/s (16 in flight)", flush=True)
+            print(
+                f"full path, unary Submit:    {unary:8.0f} envelopes/s (16 in flight)", flush=True
+            )
             list(client.stream(warm_corpus))
             streamed, answers = stream_rate(client, stream_corpus)
             client.close()

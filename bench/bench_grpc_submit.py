@@ -72,9 +72,7 @@ def make_pki(work: Path) -> Path:
 
 def trust_store(pki_root: Path) -> TrustStore:
     pki = TestPki(pki_root)
-    return TrustStore(
-        PartnerTrust(Administration(a), (pki.ca(a),), (pki.crl(a),)) for a in ADMINS
-    )
+    return TrustStore(PartnerTrust(Administration(a), (pki.ca(a),), (pki.crl(a),)) for a in ADMINS)
 
 
 def signed_corpus(pki_root: Path, count: int) -> list[bytes]:
@@ -112,7 +110,12 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
     if kind == "full":
         node = GatewayNode(pki.identity("US"), trust, SqliteInbox(db, synchronous="FULL"))
         server = GrpcGatewayServer(
-            node, tls=None if insecure else tls, insecure_loopback=insecure, **tuning
+            node,
+            tls=None if insecure else tls,
+            insecure_loopback=insecure,
+            max_workers=tuning.get("max_workers", 32),
+            batch_workers=tuning.get("batch_workers", 1),
+            max_batch=tuning.get("max_batch", 64),
         )
         port = server.start()
         print(f"PORT {port}", flush=True)

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from datetime import date, datetime
 
+import pycountry
 import pytest
 from aeo_strategies import distinct_records, records
 from hypothesis import given, settings
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from gateway.errors import AeoError
 from gateway.model.aeo import (
+    EORI_COUNTRIES,
+    EU_MEMBER_STATES,
     LEGAL_TRANSITIONS,
     Address,
     AeoRecord,
@@ -31,6 +34,7 @@ from gateway.model.aeo_list import (
     ChangeKind,
     ReconciliationSummary,
     StatusSummary,
+    SummaryBuilder,
     summarise,
 )
 from gateway.model.codes import Administration
@@ -376,6 +380,25 @@ def test_summary_detects_any_field_change(
     assert summarise(changed) != summarise(recs)
 
 
+@settings(max_examples=40, deadline=None)
+@given(distinct_records())
+def test_streamed_summary_equals_summarise(recs: list[AeoRecord]) -> None:
+    builder = SummaryBuilder()
+    for record in sorted(recs, key=lambda r: r.authorisation_number):
+        builder.add(record)
+    assert builder.result() == summarise(recs)
+
+
+def test_streamed_summary_refuses_unordered_rows() -> None:
+    builder = SummaryBuilder()
+    builder.add(make())
+    with pytest.raises(AeoError) as info:
+        builder.add(make())
+    assert info.value.code == "AEO_DUPLICATE_AUTHORISATION"
+    with pytest.raises(AeoError, match="ascending"):
+        builder.add(make(authorisation_number="DEAEOF00000001"))
+
+
 def test_summary_digest_definition() -> None:
     rec = make()
     summary = summarise([rec])
@@ -429,3 +452,10 @@ def test_query_prefers_a_granted_authorisation() -> None:
     answer = AeoList.from_records([aeoc, aeof]).query("DE123456789012345")
     assert answer.record == aeof
     assert len(AeoList.from_records([aeoc, aeof]).find("DE123456789012345")) == 2
+
+
+def test_member_state_codes_are_iso_codes() -> None:
+    assert len(EU_MEMBER_STATES) == 27
+    assert all(pycountry.countries.get(alpha_2=code) for code in EU_MEMBER_STATES)
+    extra = EORI_COUNTRIES - EU_MEMBER_STATES
+    assert extra == {"XI"}

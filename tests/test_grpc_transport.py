@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -436,6 +437,44 @@ def test_stream_from_a_tls_peer_that_is_not_the_sender(
     }
     assert codes == {"TRUST_WRONG_PARTNER"}
     assert eu.inbox.count() == before
+
+
+def test_concurrent_calls_from_different_tls_peers_are_judged_each_by_its_own_peer(
+    pki: Pki, trust: TrustStore, eu: Gateway
+) -> None:
+    """Calls are checked in shared batches; the TLS peer of each must still be its own."""
+    cn_signed = [envelope(pki.identity("CN"), receiver=EU) for _ in range(24)]
+    before = eu.inbox.count()
+    with (
+        GrpcPartnerClient(eu.server.target, tls=client_tls(pki, "CN", "EU")) as cn_client,
+        GrpcPartnerClient(eu.server.target, tls=client_tls(pki, "US", "EU")) as us_client,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        # Even-numbered envelopes come from CN itself, odd ones are replayed by US.
+        clients = [cn_client if i % 2 == 0 else us_client for i in range(len(cn_signed))]
+        answers = list(pool.map(lambda c, raw: c.submit(raw), clients, cn_signed))
+    for index, (raw, answer) in enumerate(zip(cn_signed, answers, strict=True)):
+        verified = check(answer, trust, raw, issuer=EU)
+        if index % 2 == 0:
+            assert verified.accepted, verified.receipt.error_code
+        else:
+            assert verified.receipt.error_code == "TRUST_WRONG_PARTNER"
+    assert eu.inbox.count() == before + 12
+
+
+def test_a_stream_cancelled_half_way_leaves_the_server_serving(
+    pki: Pki, trust: TrustStore, us: Gateway, eu_to_us: GrpcPartnerClient
+) -> None:
+    eu_signer = pki.identity("EU")
+    raws = [envelope(eu_signer) for _ in range(100)]
+    answers = eu_to_us.stream(raws)
+    first = [next(answers) for _ in range(3)]
+    answers.close()  # the client gives up: the call is cancelled
+    assert all(check(a, trust, r).accepted for a, r in zip(first, raws, strict=False))
+    # What the server stored before the cancellation is answered as a duplicate on resend.
+    again = list(eu_to_us.stream(raws))
+    assert len(again) == 100 and again[:3] == first
+    assert all(check(a, trust, r).accepted for a, r in zip(again, raws, strict=True))
 
 
 # --- operations: health, reflection, restart, configuration ---------------------------------------

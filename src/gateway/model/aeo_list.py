@@ -11,8 +11,9 @@ exchange (consent withdrawn, or no longer eligible under the agreement): a remov
 operator data, since the operator no longer consents to it travelling.
 
 The reconciliation summary is a count and a SHA-256 per status over the canonical bytes of the
-records (``aeo.canonical_bytes``), sorted bytewise: it depends only on the set of records, not on
-their order or wire form, so equal summaries prove both sides hold the same list.
+records (``aeo.canonical_bytes``) taken in authorisation-number order: it depends only on the set
+of records, not on their order or wire form, so equal summaries prove both sides hold the same
+list. ``SummaryBuilder`` computes it in constant memory from a store's ordered rows.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "QueryResult",
     "ReconciliationSummary",
     "StatusSummary",
+    "SummaryBuilder",
     "summarise",
 ]
 
@@ -232,19 +234,61 @@ class ReconciliationSummary:
             )
 
 
+class SummaryBuilder:
+    """Streams a reconciliation summary over records in ascending authorisation-number order.
+
+    Memory stays constant however long the list (a store feeds it rows ORDER BY authorisation
+    number; SQLite's default BINARY collation on UTF-8 text is the code-point order Python
+    compares strings in). Records out of order are refused, since they would give another
+    digest than the sender's.
+    """
+
+    def __init__(self) -> None:
+        self._digests = {status: hashlib.sha256() for status in AeoStatus}
+        self._counts = dict.fromkeys(AeoStatus, 0)
+        self._last: str | None = None
+
+    def add(self, record: AeoRecord) -> None:
+        number = record.authorisation_number
+        if self._last is not None and number <= self._last:
+            raise AeoError(
+                f"{number} after {self._last}: records must come in ascending, distinct "
+                "authorisation-number order",
+                code=AEO_DUPLICATE_AUTHORISATION if number == self._last else None,
+                location="authorisation_number",
+            )
+        self._last = number
+        self._feed(record.status, canonical_bytes(record))
+
+    def _feed(self, status: AeoStatus, line: bytes) -> None:
+        digest = self._digests[status]
+        digest.update(line)
+        digest.update(b"\n")
+        self._counts[status] += 1
+
+    def result(self) -> ReconciliationSummary:
+        return ReconciliationSummary(
+            tuple(
+                StatusSummary(status, self._counts[status], self._digests[status].digest())
+                for status in AeoStatus
+            )
+        )
+
+
 def summarise(records: Iterable[AeoRecord]) -> ReconciliationSummary:
-    """The reconciliation summary of any collection of records, whatever its order."""
-    lines: dict[AeoStatus, list[bytes]] = {status: [] for status in AeoStatus}
-    for record in records:
-        lines[record.status].append(canonical_bytes(record))
-    entries = []
-    for status in AeoStatus:
-        digest = hashlib.sha256()
-        for line in sorted(lines[status]):
-            digest.update(line)
-            digest.update(b"\n")
-        entries.append(StatusSummary(status, len(lines[status]), digest.digest()))
-    return ReconciliationSummary(tuple(entries))
+    """The reconciliation summary of any collection of records, whatever its order.
+
+    Per status: SHA-256 over each record's canonical bytes plus a newline, records taken in
+    ascending authorisation-number order (ties, possible only in a malformed list with a
+    duplicate number, by canonical bytes), so it depends only on the set of records.
+    """
+    keyed = sorted(
+        (record.authorisation_number, canonical_bytes(record), record.status) for record in records
+    )
+    builder = SummaryBuilder()
+    for _, line, status in keyed:
+        builder._feed(status, line)
+    return builder.result()
 
 
 @dataclass(frozen=True)

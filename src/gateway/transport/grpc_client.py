@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -120,7 +120,7 @@ class GrpcPartnerClient:
 
     def stream(
         self, raw_envelopes: Iterable[bytes], timeout: float | None = None
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Send envelopes over one stream; yield one receipt per envelope, in the same order.
 
         The envelopes are consumed lazily by a grpc thread. Stopping the iteration early
@@ -224,7 +224,7 @@ class PartnerExchange:
 
     def deliver_stream(
         self, raw_envelopes: Iterable[bytes], *, timeout: float | None = None
-    ) -> Iterator[VerifiedReceipt]:
+    ) -> Generator[VerifiedReceipt, None, None]:
         """Stream the envelopes; yield each one's verified receipt, in order."""
         sent: deque[tuple[str, bytes]] = deque()
         lock = threading.Lock()

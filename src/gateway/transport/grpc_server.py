@@ -48,7 +48,12 @@ STREAM_METHOD = f"/{SERVICE_NAME}/Stream"
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 OVERSIZE_SLACK = 1024 * 1024  # read this much past the intake limit, to answer ENV_OVERSIZE
 
-_STOPPING = TransportError("the gateway is shutting down; nothing was received")
+
+class _Stopping(TransportError):
+    """The server stopped before this envelope was checked: nothing about it was stored."""
+
+    def __init__(self) -> None:
+        super().__init__("the gateway is shutting down; the envelope was not received")
 
 
 @lru_cache(maxsize=256)
@@ -121,7 +126,7 @@ class _Intake:
         """Queue one envelope; the future holds its signed receipt once it is stored."""
         answer: futures.Future[bytes] = futures.Future()
         if self._closed:
-            answer.set_exception(_STOPPING)
+            answer.set_exception(_Stopping())
         else:
             self._queue.put(_Item(raw, peer, answer))
         return answer
@@ -139,7 +144,7 @@ class _Intake:
             except queue.Empty:
                 return
             if item is not None:
-                item.answer.set_exception(_STOPPING)
+                item.answer.set_exception(_Stopping())
 
     def _work(self) -> None:
         while True:
@@ -228,8 +233,8 @@ def _receipt_or_abort(answer: futures.Future[bytes], context: grpc.ServicerConte
     try:
         return answer.result()
     except Exception as exc:
-        if exc is _STOPPING:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"TRN_UNAVAILABLE: {exc}")
+        if isinstance(exc, _Stopping):
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         context.abort(grpc.StatusCode.INTERNAL, f"GNC_INTERNAL: {type(exc).__name__}")
         raise  # abort raises; this keeps type checkers informed
 
@@ -240,6 +245,10 @@ class GrpcGatewayServer:
     Mutual TLS by default: `tls` is this gateway's TLS identity and clients must present a
     certificate chaining to one of the trust store's anchors. `insecure_loopback=True` serves
     plaintext, and only on a loopback address (benchmarks against a bare echo service).
+
+    `max_workers` bounds the calls served at once (an open stream holds one for its lifetime);
+    `max_batch` the envelopes checked and committed together; `stream_window` the envelopes of
+    one stream read but not yet answered (back-pressure on a fast sender).
     """
 
     def __init__(
