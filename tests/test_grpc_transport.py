@@ -24,7 +24,13 @@ from gateway._proto.gnc.v1 import envelope_pb2 as pb
 from gateway.envelope.intake import IntakeLimits
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding, new_header
-from gateway.errors import ConfigError, DeliveryError, TransportError, TrustError
+from gateway.errors import (
+    ConfigError,
+    DeliveryError,
+    EnvelopeError,
+    TransportError,
+    TrustError,
+)
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import GatewayNode, seal_envelope
 from gateway.store.inbox import SqliteInbox
@@ -346,6 +352,34 @@ def test_client_certificate_of_an_untrusted_ca_fails_the_handshake(pki: Pki, us:
     assert caught.value.code == "TRN_UNAVAILABLE"
     assert us.server.target in str(caught.value)
     assert us.inbox.count() == before
+
+
+def test_revoked_tls_client_certificate_is_refused_before_anything_is_read(
+    pki: Pki, us: Gateway
+) -> None:
+    """The handshake passes (the certificate chains to the EU CA) but the trust store refuses
+    it per call: the call fails with the trust code, and no receipt is issued."""
+    before = us.inbox.count()
+    revoked = client_tls(pki, "EU", "US", stem="revoked")
+    with (
+        GrpcPartnerClient(us.server.target, tls=revoked) as client,
+        pytest.raises(TransportError) as caught,
+    ):
+        client.submit(envelope(pki.identity("EU")), timeout=10)
+    assert caught.value.code == "TRN_PROTOCOL"
+    assert "UNAUTHENTICATED: TRUST_REVOKED" in str(caught.value)
+    assert us.inbox.count() == before
+
+
+def test_deliver_stream_raises_on_an_envelope_it_cannot_read_after_answering_the_rest(
+    pki: Pki, trust: TrustStore, us: Gateway, eu_to_us: GrpcPartnerClient
+) -> None:
+    good = [envelope(pki.identity("EU")) for _ in range(3)]
+    exchange = PartnerExchange(eu_to_us, partner=US, trust=trust)
+    received: list[VerifiedReceipt] = []
+    with pytest.raises(EnvelopeError):
+        received.extend(exchange.deliver_stream([*good, b"\xff not an envelope", good[0]]))
+    assert [r.accepted for r in received] == [True, True, True]
 
 
 def test_server_of_another_partner_is_not_trusted_by_the_client(pki: Pki, us: Gateway) -> None:

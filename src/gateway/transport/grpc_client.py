@@ -2,9 +2,9 @@
 
 `GrpcPartnerClient` moves bytes: a sealed SignedEnvelope out, the partner's SignedReceipt back,
 one call each (`submit`) or many over one bidirectional stream (`stream`). `PartnerExchange`
-adds what a sender must check before it may treat a message as delivered: the receipt's
-signature, that its signer is trusted for the partner administration, and that it names the
-message and the SHA-256 of exactly the bytes sent.
+adds what a sender must check before it may treat a message as delivered (the shared
+`node.verify_partner_receipt`): the receipt's signature, that its signer is trusted for the
+partner administration, and that it names the message and the SHA-256 of exactly the bytes sent.
 
 Failures of the transport raise TransportError: TRN_UNAVAILABLE when the partner could not be
 reached or did not answer in time (retry later), TRN_PROTOCOL when it answered with a gRPC error
@@ -16,30 +16,20 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import grpc
-from cryptography import x509
-from google.protobuf.message import DecodeError
 
-from gateway._proto.gnc.v1 import envelope_pb2 as pb
-from gateway.envelope.protobuf_binding import decode
-from gateway.envelope.receipts import Receipt, check_receipt_matches, open_receipt
-from gateway.errors import (
-    RECEIPT_MISMATCH,
-    TRN_PROTOCOL,
-    ConfigError,
-    DeliveryError,
-    EnvelopeError,
-    TransportError,
-)
+from gateway import node
+from gateway.envelope.opened import Binding
+from gateway.errors import TRN_PROTOCOL, ConfigError, GatewayError, TransportError
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
+from gateway.node import VerifiedReceipt
 from gateway.transport.grpc_server import STREAM_METHOD, SUBMIT_METHOD
 from gateway.transport.tls import ClientTls, channel_credentials, is_loopback, split_host_port
-from gateway.trust.store import TrustedSigner, TrustStore
+from gateway.trust.store import TrustStore
 
 MAX_RECEIPT_BYTES = 1024 * 1024
 _UNAVAILABLE = frozenset(
@@ -144,30 +134,9 @@ class GrpcPartnerClient:
         self.close()
 
 
-@dataclass(frozen=True)
-class VerifiedReceipt:
-    """A partner receipt whose signature, signer and subject were checked."""
-
-    receipt: Receipt
-    signer: TrustedSigner
-    raw: bytes
-
-    @property
-    def accepted(self) -> bool:
-        return self.receipt.accepted
-
-
 def message_id_of(raw_envelope: bytes) -> str:
     """The message id in one of our own sealed protobuf envelopes (read, not verified)."""
-    envelope = decode(raw_envelope)
-    header = pb.EnvelopeHeader()
-    try:
-        header.ParseFromString(envelope.header)
-    except DecodeError as exc:
-        raise EnvelopeError(
-            f"envelope header cannot be decoded: {exc}", location="header"
-        ) from None
-    return header.message_id
+    return node.message_id_of(Binding.PROTOBUF, raw_envelope)
 
 
 def verify_receipt(
@@ -179,26 +148,16 @@ def verify_receipt(
     sent: bytes,
     now: datetime,
 ) -> VerifiedReceipt:
-    """Check a receipt for `sent` from `partner`; raise a GatewayError naming what is wrong.
-
-    An accepted receipt must name `message_id`; a rejection may leave the id empty (the partner
-    could not trust the header), but must still name the SHA-256 of exactly the bytes sent.
-    """
-    opened = open_receipt(raw_receipt)
-    chain = tuple(c for c in opened.signer_chain if isinstance(c, x509.Certificate))
-    signer = trust.check_signer(partner, chain, now)
-    receipt = opened.receipt
-    if receipt.issuer != partner:
-        raise DeliveryError(
-            f"receipt issued by {receipt.issuer.value}, expected {partner.value}",
-            code=RECEIPT_MISMATCH,
-            location="receipt.issuer",
-        )
-    expected_id = message_id
-    if not receipt.accepted and receipt.message_id == "":
-        expected_id = ""
-    check_receipt_matches(receipt, expected_id, sent)
-    return VerifiedReceipt(receipt, signer, raw_receipt)
+    """Check a protobuf receipt for `sent` from `partner` (node.verify_partner_receipt)."""
+    return node.verify_partner_receipt(
+        Binding.PROTOBUF,
+        raw_receipt,
+        partner=partner,
+        trust=trust,
+        message_id=message_id,
+        sent=sent,
+        now=now,
+    )
 
 
 class PartnerExchange:
@@ -228,10 +187,17 @@ class PartnerExchange:
         """Stream the envelopes; yield each one's verified receipt, in order."""
         sent: deque[tuple[str, bytes]] = deque()
         lock = threading.Lock()
+        refused: list[GatewayError] = []
 
         def outgoing() -> Iterator[bytes]:
+            # Runs on a grpc thread: an error here would only show as a cancelled call, so it
+            # ends the stream cleanly and is raised once the answers to what was sent are in.
             for raw in raw_envelopes:
-                message_id = message_id_of(raw)
+                try:
+                    message_id = message_id_of(raw)
+                except GatewayError as error:
+                    refused.append(error)
+                    return
                 with lock:
                     sent.append((message_id, raw))
                 yield raw
@@ -252,6 +218,8 @@ class PartnerExchange:
                 code=TRN_PROTOCOL,
                 location=self.client.target,
             )
+        if refused:
+            raise refused[0]
 
     def _verify(self, answer: bytes, message_id: str, raw: bytes) -> VerifiedReceipt:
         return verify_receipt(
@@ -262,3 +230,12 @@ class PartnerExchange:
             sent=raw,
             now=self.clock(),
         )
+
+
+__all__ = [
+    "GrpcPartnerClient",
+    "PartnerExchange",
+    "VerifiedReceipt",
+    "message_id_of",
+    "verify_receipt",
+]
