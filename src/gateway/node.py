@@ -9,9 +9,11 @@ signed rejection receipt carrying a stable code; nothing about it is stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from gateway.envelope import protobuf_binding
 from gateway.envelope import receipts as receipts_mod
@@ -32,7 +34,7 @@ from gateway.errors import (
     GatewayError,
     TrustError,
 )
-from gateway.model.codes import Administration
+from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.header import EnvelopeHeader, utc_now
 from gateway.store.inbox import InboundRecord, PutOutcome, PutResult, SqliteInbox
 from gateway.trust.store import TrustedSigner, TrustStore
@@ -64,6 +66,21 @@ def open_receipt(binding: Binding, raw: bytes) -> receipts_mod.OpenedReceipt:
     from gateway.envelope import xml_binding
 
     return xml_binding.open_receipt(raw)
+
+
+Apply = Callable[[sqlite3.Connection], None]
+
+
+class InboundHandler(Protocol):
+    """What an exchange (UB1, UB2, ...) does with a message it receives.
+
+    `prepare` checks the payload without I/O and raises a GatewayError to refuse it (the sender
+    gets a signed rejection, nothing is stored); it returns the step that applies the message to
+    the exchange's tables, run in the same transaction that stores the envelope and its receipt
+    (it may still refuse, e.g. on the stored state, by raising a GatewayError).
+    """
+
+    def prepare(self, accepted: Accepted) -> Apply | None: ...
 
 
 @dataclass(frozen=True)
@@ -132,8 +149,10 @@ class GatewayNode:
         *,
         limits: IntakeLimits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = utc_now,
+        handlers: Mapping[tuple[UtilityBlock, str], InboundHandler] | None = None,
     ) -> None:
         self.identity = identity
+        self.handlers = dict(handlers or {})
         self.trust = trust
         self.inbox = inbox
         self.limits = limits
@@ -157,16 +176,27 @@ class GatewayNode:
         now = self.clock()
         answers: list[bytes | None] = [None] * len(raws)
         pending: list[tuple[int, Accepted, bytes]] = []
+        applies: list[Apply | None] = []
         for index, raw in enumerate(raws):
             try:
                 accepted = self._check(raw, binding, tls_peer, now)
             except GatewayError as error:
                 answers[index] = self._reject(raw, binding, error, tls_peer)
                 continue
+            try:
+                apply = self._prepare(accepted)
+            except GatewayError as error:
+                header = accepted.envelope.header
+                answers[index] = self._reject(raw, binding, error, tls_peer, header)
+                continue
             receipt = receipts_mod.accepted_receipt(accepted.envelope, self.administration)
             pending.append((index, accepted, seal_receipt(binding, receipt, self.identity)))
+            applies.append(apply)
         if pending:
-            records = [self._record(raws[i], acc, receipt) for i, acc, receipt in pending]
+            records = [
+                self._record(raws[i], acc, receipt, apply)
+                for (i, acc, receipt), apply in zip(pending, applies, strict=True)
+            ]
             try:
                 results = self.inbox.put_each(records)
             except DeliveryError as error:
@@ -205,7 +235,15 @@ class GatewayNode:
             )
         return accepted
 
-    def _record(self, raw: bytes, accepted: Accepted, receipt: bytes) -> InboundRecord:
+    def _prepare(self, accepted: Accepted) -> Apply | None:
+        """The exchange's own check of the payload, and the step that applies it when stored."""
+        header = accepted.envelope.header
+        handler = self.handlers.get((header.utility_block, header.message_type))
+        return handler.prepare(accepted) if handler is not None else None
+
+    def _record(
+        self, raw: bytes, accepted: Accepted, receipt: bytes, apply: Apply | None = None
+    ) -> InboundRecord:
         opened = accepted.envelope
         header = opened.header
         return InboundRecord(
@@ -220,6 +258,7 @@ class GatewayNode:
             created_at=header.created_at.isoformat(),
             envelope=raw,
             receipt=receipt,
+            apply=apply,
         )
 
     def _reject(

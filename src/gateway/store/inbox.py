@@ -4,24 +4,23 @@ Duplicates are found by message id inside the same transaction that stores, so t
 deliveries of one message cannot both be stored. Same id and same payload digest is a duplicate
 (the original receipt is answered again); same id with another digest is a conflict.
 
-Commits are grouped: callers hand records to one writer thread, which commits whatever has
-queued up in one transaction and then wakes every caller. Each caller still gets its answer only
-after its own record is durable, but N concurrent callers share one fsync.
+Commits are grouped by the database's writer (store.sqlite): each caller gets its answer only
+after its own record is durable, but concurrent callers share one fsync. A record may carry an
+`apply` step that updates the exchange's own tables in the same transaction, so a receipt is
+never issued for a message that was stored but not applied, or applied but not stored.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
 import sqlite3
-import threading
-from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
-from gateway.errors import DUPLICATE_CONFLICT, DeliveryError
+from gateway.errors import DUPLICATE_CONFLICT, DeliveryError, GatewayError
+from gateway.store.sqlite import SqliteDatabase
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,8 @@ class InboundRecord:
     created_at: str
     envelope: bytes
     receipt: bytes
+    # Applies the message to the exchange's tables in the same transaction (None: store only).
+    apply: Callable[[sqlite3.Connection], None] | None = field(default=None, compare=False)
 
 
 class PutOutcome(StrEnum):
@@ -50,7 +51,7 @@ class PutResult:
     receipt: bytes  # the receipt to answer: the new one, or the one stored with the original
 
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     message_id      TEXT PRIMARY KEY,
     payload_sha256  BLOB NOT NULL,
@@ -67,54 +68,49 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 """
 
-_STOP = object()
-
 
 class SqliteInbox:
-    """SQLite (WAL) inbox with a single writer thread that groups commits."""
+    """The inbox table of a SqliteDatabase (one is opened for it when given a path)."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL", max_batch: int = 512):
-        self._path = str(path)
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._synchronous = synchronous
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
-        self._writer = threading.Thread(target=self._run, name="inbox-writer", daemon=True)
-        self._writer.start()
-        self._ready.wait()
-        if self._failure is not None:
-            raise DeliveryError(f"cannot open the message store {self._path}: {self._failure}")
-        self._local = threading.local()
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        database: SqliteDatabase | None = None,
+        synchronous: str = "FULL",
+        max_batch: int = 512,
+    ) -> None:
+        if database is None:
+            if path is None:
+                raise ValueError("give a path or a database")
+            database = SqliteDatabase(
+                path, schemas=[SCHEMA], synchronous=synchronous, max_batch=max_batch
+            )
+        else:
+            database.ensure_schema(SCHEMA)
+        self.database = database
 
     # -- public API ----------------------------------------------------------------------------
     def put(self, record: InboundRecord) -> PutResult:
         return self.put_many([record])[0]
 
     def put_many(self, records: Sequence[InboundRecord]) -> list[PutResult]:
-        """Store records durably (or find them as duplicates); raise on a conflict or failure.
-
-        Results are per record, in order; a conflicting record raises DeliveryError for the
-        whole call only when it is alone, otherwise its slot holds the error (see put_each).
-        """
-        results = self.put_each(records)
+        """Store records durably (or find them as duplicates); raise on the first refusal."""
         out: list[PutResult] = []
-        for result in results:
-            if isinstance(result, BaseException):
+        for result in self.put_each(records):
+            if isinstance(result, GatewayError):
                 raise result
             out.append(result)
         return out
 
-    def put_each(self, records: Sequence[InboundRecord]) -> list[PutResult | DeliveryError]:
-        if self._failure is not None:
-            raise DeliveryError(f"the message store failed: {self._failure}")
-        future: Future[list[PutResult | DeliveryError]] = Future()
-        self._queue.put((list(records), future))
-        return future.result()
+    def put_each(self, records: Sequence[InboundRecord]) -> list[PutResult | GatewayError]:
+        """Per record, in order: stored, duplicate, or the refusal (conflict, or what its
+        `apply` step raised). All share one commit; a refused record leaves no trace."""
+        return self.database.write_each([partial(_put_one, record) for record in records])
 
     def receipt_for(self, message_id: str) -> bytes | None:
         row = (
-            self._reader()
+            self.database.reader()
             .execute("SELECT receipt FROM inbox WHERE message_id = ?", (message_id,))
             .fetchone()
         )
@@ -122,126 +118,52 @@ class SqliteInbox:
 
     def envelope_for(self, message_id: str) -> bytes | None:
         row = (
-            self._reader()
+            self.database.reader()
             .execute("SELECT envelope FROM inbox WHERE message_id = ?", (message_id,))
             .fetchone()
         )
         return bytes(row[0]) if row else None
 
     def count(self) -> int:
-        return int(self._reader().execute("SELECT count(*) FROM inbox").fetchone()[0])
+        return int(self.database.reader().execute("SELECT count(*) FROM inbox").fetchone()[0])
 
     def is_usable(self) -> bool:
-        """For health checks: the writer is running and the database file answers a read."""
-        if self._failure is not None or not self._writer.is_alive():
-            return False
-        try:
-            self._reader().execute("SELECT 1 FROM inbox LIMIT 1").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
+        return self.database.is_usable()
 
     def close(self) -> None:
-        if self._writer.is_alive():
-            self._queue.put(_STOP)
-            self._writer.join(timeout=10)
+        self.database.close()
 
-    # -- internals -----------------------------------------------------------------------------
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, check_same_thread=False)
-            conn.execute("PRAGMA query_only = ON")
-            self._local.conn = conn
-        return conn
 
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.executescript(_SCHEMA)
-        return conn
-
-    def _run(self) -> None:
-        try:
-            conn = self._open()
-        except sqlite3.Error as exc:
-            self._failure = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                conn.close()
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(conn, batch)  # type: ignore[arg-type]
-            if stop:
-                conn.close()
-                return
-
-    def _commit(
-        self,
-        conn: sqlite3.Connection,
-        batch: list[tuple[list[InboundRecord], Future[list[PutResult | DeliveryError]]]],
-    ) -> None:
-        answers: list[list[PutResult | DeliveryError]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for records, _ in batch:
-                answers.append([self._put_one(conn, record) for record in records])
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            error = DeliveryError(f"the message store failed: {exc}")
-            for _, future in batch:
-                future.set_exception(error)
-            return
-        for (_, future), answer in zip(batch, answers, strict=True):
-            future.set_result(answer)
-
-    @staticmethod
-    def _put_one(conn: sqlite3.Connection, record: InboundRecord) -> PutResult | DeliveryError:
-        row = conn.execute(
-            "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)
-        ).fetchone()
-        if row is not None:
-            if bytes(row[0]) == record.payload_sha256:
-                return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
-            return DeliveryError(
-                f"message {record.message_id} was already received with another payload digest",
-                code=DUPLICATE_CONFLICT,
-                location="header.message_id",
-            )
-        conn.execute(
-            "INSERT INTO inbox (message_id, payload_sha256, received_sha256, sender, receiver, "
-            "utility_block, message_type, binding, created_at, envelope, receipt) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.message_id,
-                record.payload_sha256,
-                record.received_sha256,
-                record.sender,
-                record.receiver,
-                record.utility_block,
-                record.message_type,
-                record.binding,
-                record.created_at,
-                record.envelope,
-                record.receipt,
-            ),
+def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
+    row = conn.execute(
+        "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)
+    ).fetchone()
+    if row is not None:
+        if bytes(row[0]) == record.payload_sha256:
+            return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
+        raise DeliveryError(
+            f"message {record.message_id} was already received with another payload digest",
+            code=DUPLICATE_CONFLICT,
+            location="header.message_id",
         )
-        return PutResult(PutOutcome.STORED, record.receipt)
+    conn.execute(
+        "INSERT INTO inbox (message_id, payload_sha256, received_sha256, sender, receiver, "
+        "utility_block, message_type, binding, created_at, envelope, receipt) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.message_id,
+            record.payload_sha256,
+            record.received_sha256,
+            record.sender,
+            record.receiver,
+            record.utility_block,
+            record.message_type,
+            record.binding,
+            record.created_at,
+            record.envelope,
+            record.receipt,
+        ),
+    )
+    if record.apply is not None:
+        record.apply(conn)  # a GatewayError here rolls back the insert too (unit savepoint)
+    return PutResult(PutOutcome.STORED, record.receipt)

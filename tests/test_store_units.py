@@ -1,0 +1,62 @@
+"""The grouped-commit database: units share a commit, a refused unit leaves no trace."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import DeliveryError, GatewayError
+from gateway.store.sqlite import SqliteDatabase
+
+DDL = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+
+
+def _insert(key: str, value: int):  # type: ignore[no-untyped-def]
+    def unit(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO t VALUES (?, ?)", (key, value))
+        if value < 0:
+            raise GatewayError(f"negative value for {key}", code="GNC_INTERNAL")
+        return key
+
+    return unit
+
+
+def test_a_refused_unit_rolls_back_alone(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "db.sqlite", schemas=[DDL])
+    results = db.write_each([_insert("a", 1), _insert("b", -1), _insert("c", 3)])
+    assert results[0] == "a" and results[2] == "c"
+    assert isinstance(results[1], GatewayError)
+    rows = db.reader().execute("SELECT k FROM t ORDER BY k").fetchall()
+    assert rows == [("a",), ("c",)]
+    db.close()
+
+
+def test_a_store_failure_commits_nothing_of_the_batch(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "db.sqlite", schemas=[DDL])
+    db.write(_insert("a", 1))
+    with pytest.raises(DeliveryError) as excinfo:
+        db.write_each([_insert("b", 2), _insert("a", 5)])  # primary key violation: sqlite3 error
+    assert excinfo.value.code == "DLV_STORE_UNAVAILABLE"
+    assert db.reader().execute("SELECT k FROM t ORDER BY k").fetchall() == [("a",)]
+    db.close()
+
+
+def test_concurrent_writers_all_commit_and_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = SqliteDatabase(path, schemas=[DDL])
+    threads = [
+        threading.Thread(target=lambda n=n: db.write(_insert(f"k{n}", n))) for n in range(50)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.close()
+    again = SqliteDatabase(path, schemas=[DDL])
+    assert again.reader().execute("SELECT count(*) FROM t").fetchone()[0] == 50
+    again.close()
+    with pytest.raises(DeliveryError):
+        again.write(_insert("late", 1))
