@@ -12,16 +12,34 @@ from gateway.testpki import FOREIGN, TestPki
 BINDINGS = ["protobuf", "xml"]
 
 
-def _sign(pki: TestPki, tmp_path: Path, binding: str, key_admin: str = "EU", stem: str = "signing") -> Path:
+def _sign(
+    pki: TestPki, tmp_path: Path, binding: str, key_admin: str = "EU", stem: str = "signing"
+) -> Path:
     payload = tmp_path / "payload.xml"
     payload.write_bytes(b"<Ping>hello</Ping>")
     out = tmp_path / f"envelope.{binding}"
     code = main(
         [
-            "sign", str(payload), "--binding", binding,
-            "--key", str(pki.key_path(key_admin, stem)), "--cert", str(pki.path(key_admin, stem)),
-            "--from", "EU", "--to", "US", "--ub", "UB1", "--type", "PING",
-            "--content-type", "application/xml", "-o", str(out),
+            "sign",
+            str(payload),
+            "--binding",
+            binding,
+            "--key",
+            str(pki.key_path(key_admin, stem)),
+            "--cert",
+            str(pki.path(key_admin, stem)),
+            "--from",
+            "EU",
+            "--to",
+            "US",
+            "--ub",
+            "UB1",
+            "--type",
+            "PING",
+            "--content-type",
+            "application/xml",
+            "-o",
+            str(out),
         ]
     )
     assert code == 0

@@ -1,4 +1,4 @@
-"""The SQLite inbox: durable before answering, duplicates and conflicts decided in the transaction."""
+"""The SQLite inbox: durable before answering; duplicates decided in one transaction."""
 
 from __future__ import annotations
 
@@ -64,7 +64,11 @@ def test_batch_results_are_per_record(tmp_path: Path) -> None:
     inbox = SqliteInbox(tmp_path / "inbox.db")
     inbox.put(_record("m1", payload=b"a"))
     results = inbox.put_each([_record("m2"), _record("m1", payload=b"b"), _record("m3")])
-    assert [getattr(r, "outcome", None) for r in results] == [PutOutcome.STORED, None, PutOutcome.STORED]
+    assert [getattr(r, "outcome", None) for r in results] == [
+        PutOutcome.STORED,
+        None,
+        PutOutcome.STORED,
+    ]
     assert isinstance(results[1], DeliveryError)
     assert inbox.count() == 3
     inbox.close()

@@ -109,14 +109,18 @@ SIG_KEY_MISMATCH = _code(
 class TrustError(GatewayError):
     """The signer's certificate is not one the sender administration may sign with."""
 
-    code = _code("TRUST_UNTRUSTED", "The certificate does not chain to any configured trust anchor.")
+    code = _code(
+        "TRUST_UNTRUSTED", "The certificate does not chain to any configured trust anchor."
+    )
 
 
 TRUST_WRONG_PARTNER = _code(
     "TRUST_WRONG_PARTNER",
     "The certificate belongs to another administration than the sender header names.",
 )
-TRUST_EXPIRED = _code("TRUST_EXPIRED", "The certificate, or one in its chain, is expired or not yet valid.")
+TRUST_EXPIRED = _code(
+    "TRUST_EXPIRED", "The certificate, or one in its chain, is expired or not yet valid."
+)
 TRUST_REVOKED = _code("TRUST_REVOKED", "The certificate is revoked by its CA's CRL.")
 TRUST_NOT_ALLOWED = _code(
     "TRUST_CERT_NOT_ALLOWED",
@@ -124,7 +128,9 @@ TRUST_NOT_ALLOWED = _code(
     "(or its rotation window has closed).",
 )
 TRUST_KEY_USAGE = _code(
-    "TRUST_KEY_USAGE", "The certificate is not marked for digital signatures."
+    "TRUST_KEY_USAGE",
+    "The certificate may not sign envelopes: no digitalSignature key usage, a CA certificate, "
+    "or a TLS-only certificate.",
 )
 TRUST_CRL = _code("TRUST_CRL_INVALID", "A CRL is missing, stale, or not signed by its CA.")
 TRUST_UNKNOWN_PARTNER = _code(
@@ -154,7 +160,9 @@ XML_PROCESSING = _code(
 class DeliveryError(GatewayError):
     """Store and delivery failures."""
 
-    code = _code("DLV_STORE_UNAVAILABLE", "The message store is unavailable; nothing was receipted.")
+    code = _code(
+        "DLV_STORE_UNAVAILABLE", "The message store is unavailable; nothing was receipted."
+    )
 
 
 DUPLICATE_CONFLICT = _code(

@@ -101,7 +101,7 @@ def _make_leaf(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
             critical=False,
         )
     )
@@ -166,22 +166,36 @@ def init_test_pki(
         directory.mkdir(exist_ok=True)
         ca = _make_ca(admin, now)
         _write(directory, "ca", ca)
-        valid = {"not_before": now - dt.timedelta(days=1), "not_after": now + 2 * year}
+        start, end = now - dt.timedelta(days=1), now + 2 * year
         _write(
-            directory, "signing", _make_leaf(ca, admin, "gateway signing", key=_ec_key(), **valid)
+            directory,
+            "signing",
+            _make_leaf(
+                ca, admin, "gateway signing", key=_ec_key(), not_before=start, not_after=end
+            ),
         )
         rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         _write(
             directory,
             "signing-rsa",
-            _make_leaf(ca, admin, "gateway signing RSA", key=rsa_key, **valid),
+            _make_leaf(
+                ca, admin, "gateway signing RSA", key=rsa_key, not_before=start, not_after=end
+            ),
         )
         _write(
             directory,
             "signing-next",
-            _make_leaf(ca, admin, "gateway signing next", key=_ec_key(), **valid),
+            _make_leaf(
+                ca, admin, "gateway signing next", key=_ec_key(), not_before=start, not_after=end
+            ),
         )
-        _write(directory, "tls", _make_leaf(ca, admin, "gateway", key=_ec_key(), tls=True, **valid))
+        _write(
+            directory,
+            "tls",
+            _make_leaf(
+                ca, admin, "gateway", key=_ec_key(), tls=True, not_before=start, not_after=end
+            ),
+        )
         expired = _make_leaf(
             ca,
             admin,
@@ -191,7 +205,9 @@ def init_test_pki(
             not_after=now - dt.timedelta(days=30),
         )
         _write(directory, "expired", expired)
-        revoked = _make_leaf(ca, admin, "gateway signing revoked", key=_ec_key(), **valid)
+        revoked = _make_leaf(
+            ca, admin, "gateway signing revoked", key=_ec_key(), not_before=start, not_after=end
+        )
         _write(directory, "revoked", revoked)
         crl = (
             x509.CertificateRevocationListBuilder()
