@@ -3,10 +3,14 @@ against the unary Submit rate of the same full path measured in the same run.
 
 One US gateway server (GrpcGatewayServer, SQLite WAL synchronous=FULL) in a child process; this
 process is the EU client (GrpcPartnerClient). Unary: 16 calls in flight, as bench_grpc_submit.
-Stream: one Stream call carrying the whole corpus, one receipt per envelope in order. All
+Stream: one Stream call carrying the whole corpus in EnvelopeBatch messages of
+GrpcPartnerClient.STREAM_BATCH envelopes (each element the exact bytes of one sealed envelope,
+verified, trust-checked, stored and receipted on its own, with its own signed receipt); one
+receipt per envelope back, in order. All
 envelopes are signed before timing starts, with unique message ids; after timing every receipt is
 checked to be ACCEPTED for its envelope, in order, and a sample is fully verified. The bare
-grpcio echo stream rate (same layout, same TLS) is printed as the ceiling of the transport.
+grpcio echo stream rate (same layout, same TLS, the same batches echoed) is printed as the ceiling
+of the transport.
 
 Target: stream / unary >= 3.
 """
@@ -24,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
+
+from gateway.transport.grpc_client import STREAM_BATCH
 
 TARGET = 3.0
 UNARY_SECONDS = 4.0
@@ -73,7 +79,8 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
         print(
             f"{len(corpus)} EU->US envelopes of {len(corpus[0])} bytes signed in "
             f"{time.perf_counter() - started:.1f} s before timing; {security}; server in a child "
-            "process, the client here; store SQLite WAL synchronous=FULL",
+            "process, the client here; store SQLite WAL synchronous=FULL; stream batches of "
+            f"{STREAM_BATCH} envelopes",
             flush=True,
         )
         with submit.server_process("echo", pki_root, work / "unused.db", args.insecure) as server:

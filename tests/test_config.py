@@ -285,3 +285,89 @@ def test_not_toml_and_missing_file(conf_dir: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(conf_dir / "absent.toml")
+
+
+# --- partner profiles linked from the configuration, and [delivery] -----------------------------
+PROFILES = Path(__file__).resolve().parent.parent / "adapters" / "partners"
+
+
+@pytest.fixture
+def with_profiles(conf_dir: Path) -> Path:
+    (conf_dir / "profiles").mkdir()
+    for name in ("us.toml", "cn.toml", "jp.toml"):
+        shutil.copy(PROFILES / name, conf_dir / "profiles" / name)
+    return conf_dir
+
+
+def test_a_linked_profile_supplies_agreement_rules_and_retry(with_profiles: Path) -> None:
+    config = valid()
+    config["partners"][0]["profile"] = "profiles/us.toml"  # relative to the config file
+    config["delivery"] = {"poll_seconds": 0.25}
+    loaded = load_config(write(with_profiles, config))
+    us, cn = loaded.partners
+    assert us.profile is not None and cn.profile is None
+    assert us.profile_path == (with_profiles / "profiles" / "us.toml").resolve()
+    assert us.profile.administration is Administration.US
+    assert us.profile.retry.max_attempts == 12
+    assert us.profile.retry.delay(1) == timedelta(seconds=2)
+    assert us.profile.duplicate_window == timedelta(days=7)
+    assert "C-TPAT" in us.profile.agreement.name
+    # The deployment keeps its own values: the profile's endpoint and CA paths are not used.
+    assert us.endpoint == "127.0.0.1:50052"
+    assert loaded.delivery.poll_seconds == 0.25
+
+
+def test_without_delivery_section_the_worker_polls_every_second(conf_dir: Path) -> None:
+    assert load_config(write(conf_dir, valid())).delivery.poll_seconds == 1.0
+
+
+PROFILE_BAD: list[tuple[str, Callable[[Config], None], str, str]] = [
+    (
+        "binding disagrees",
+        _set("partners.1.profile", "profiles/cn.toml"),  # CN is configured as xml, profile grpc
+        "partners[1].binding: 'xml' disagrees with transport.binding = 'grpc' in the profile",
+        "CFG_INVALID",
+    ),
+    (
+        "profile of another partner",
+        _set("partners.0.profile", "profiles/jp.toml"),
+        "partners[0].profile: ",
+        "CFG_INVALID",
+    ),
+    (
+        "profile missing",
+        _set("partners.0.profile", "profiles/none.toml"),
+        "partners[0].profile: file not found",
+        "CFG_INVALID",
+    ),
+    ("poll type", _set("delivery", {"poll_seconds": "1s"}), "delivery.poll_seconds", "CFG_INVALID"),
+    ("poll range", _set("delivery", {"poll_seconds": 0}), "delivery.poll_seconds", "CFG_INVALID"),
+    ("delivery key", _set("delivery", {"poll": 1}), "delivery.poll: unknown key", "CFG_INVALID"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate", "expected", "code"), PROFILE_BAD, ids=[b[0] for b in PROFILE_BAD]
+)
+def test_each_bad_profile_link_is_named(
+    with_profiles: Path, case: str, mutate: Callable[[Config], None], expected: str, code: str
+) -> None:
+    config = valid()
+    mutate(config)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(write(with_profiles, config))
+    assert excinfo.value.code == code
+    assert expected in excinfo.value.message, excinfo.value.message
+
+
+def test_a_broken_profile_keeps_its_profile_error_code_and_names_the_config_key(
+    with_profiles: Path,
+) -> None:
+    broken = with_profiles / "profiles" / "us.toml"
+    broken.write_text(broken.read_text().replace("max_attempts = 12", "max_attempts = 0"))
+    config = valid()
+    config["partners"][0]["profile"] = "profiles/us.toml"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(write(with_profiles, config))
+    assert excinfo.value.code == "PRF_BAD_RETRY"
+    assert excinfo.value.message.startswith("config error: partners[0].profile: retry.max_attempts")

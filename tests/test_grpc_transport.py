@@ -511,6 +511,108 @@ def test_a_stream_cancelled_half_way_leaves_the_server_serving(
     assert all(check(a, trust, r).accepted for a, r in zip(again, raws, strict=True))
 
 
+def test_stream_batches_on_the_client_and_answers_in_order_across_batches(
+    pki: Pki, trust: TrustStore, us: Gateway
+) -> None:
+    """Batches of 7 envelopes (or fewer bytes): 20 envelopes make several batches, and the
+    receipts still come back one per envelope, in order, each signed on its own."""
+    raws = [envelope(pki.identity("EU")) for _ in range(20)]
+    before = us.inbox.count()
+    tls = client_tls(pki, "EU", "US")
+    for batch, batch_bytes in ((7, 1 << 20), (64, 2 * len(raws[0]) + 1)):
+        with GrpcPartnerClient(
+            us.server.target, tls=tls, stream_batch=batch, stream_batch_bytes=batch_bytes
+        ) as client:
+            answers = list(client.stream(raws))  # the second pass: duplicates, same receipts
+        assert len(answers) == 20
+        for raw, answer in zip(raws, answers, strict=True):
+            assert check(answer, trust, raw).accepted
+    assert us.inbox.count() == before + 20
+
+
+def _stream_call(pki: Pki, gateway: Gateway, batches: list[bytes]) -> list[bytes]:
+    """Raw Stream call: the given EnvelopeBatch messages out, the ReceiptBatch messages back."""
+    tls = client_tls(pki, "EU", "US")
+    with grpc.secure_channel(gateway.server.target, channel_credentials(tls)) as channel:
+        stream = channel.stream_stream(f"/{SERVICE_NAME}/Stream")
+        return list(stream(iter(batches), timeout=10))
+
+
+def test_stream_batch_over_the_count_limit_ends_the_call_and_stores_nothing_of_it(
+    pki: Pki, trust: TrustStore, tmp_path: Path
+) -> None:
+    node = GatewayNode(pki.identity("US"), trust, SqliteInbox(tmp_path / "inbox.db"))
+    server = GrpcGatewayServer(node, tls=tls_identity(pki, "US"), max_stream_batch=4)
+    server.start()
+    gateway = Gateway(node, server)
+    try:
+        raws = [envelope(pki.identity("EU")) for _ in range(9)]
+        first = pb.EnvelopeBatch(envelopes=raws[:4]).SerializeToString()
+        over = pb.EnvelopeBatch(envelopes=raws[4:]).SerializeToString()
+        with pytest.raises(grpc.RpcError) as caught:
+            _stream_call(pki, gateway, [first, over])
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "ENV_OVERSIZE" in caught.value.details()
+        assert "5 envelopes" in caught.value.details()
+        assert all(node.inbox.envelope_for(message_id_of(raw)) is None for raw in raws[4:])
+        # Through the client: the same refusal is a transport error naming the status.
+        with (
+            GrpcPartnerClient(server.target, tls=client_tls(pki, "EU", "US"), stream_batch=5) as c,
+            pytest.raises(TransportError) as refused,
+        ):
+            list(c.stream([envelope(pki.identity("EU")) for _ in range(5)]))
+        assert refused.value.code == "TRN_PROTOCOL"
+        assert "RESOURCE_EXHAUSTED" in str(refused.value)
+    finally:
+        stop_gateway(gateway)
+
+
+def test_stream_batch_over_the_bytes_limit_ends_the_call(
+    pki: Pki, trust: TrustStore, tmp_path: Path
+) -> None:
+    raws = [envelope(pki.identity("EU")) for _ in range(3)]
+    node = GatewayNode(pki.identity("US"), trust, SqliteInbox(tmp_path / "inbox.db"))
+    limit = 2 * len(raws[0]) + 10
+    server = GrpcGatewayServer(node, tls=tls_identity(pki, "US"), max_stream_batch_bytes=limit)
+    server.start()
+    gateway = Gateway(node, server)
+    try:
+        fits = pb.EnvelopeBatch(envelopes=raws[:2]).SerializeToString()
+        answers = _stream_call(pki, gateway, [fits])
+        receipts = list(pb.ReceiptBatch.FromString(answers[0]).receipts)
+        assert [check(r, trust, raw).accepted for r, raw in zip(receipts, raws, strict=False)] == [
+            True,
+            True,
+        ]
+        with pytest.raises(grpc.RpcError) as caught:
+            _stream_call(pki, gateway, [pb.EnvelopeBatch(envelopes=raws).SerializeToString()])
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "ENV_OVERSIZE" in caught.value.details()
+        assert node.inbox.envelope_for(message_id_of(raws[2])) is None
+    finally:
+        stop_gateway(gateway)
+
+
+def test_stream_message_that_is_not_an_envelope_batch_is_refused(pki: Pki, us: Gateway) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        _stream_call(pki, us, [b"\xff\xff not a batch"])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "TRN_PROTOCOL" in caught.value.details()
+
+
+def test_each_envelope_of_a_batch_is_judged_on_its_own(
+    pki: Pki, trust: TrustStore, us: Gateway
+) -> None:
+    """A tampered envelope inside a batch gets its own rejection; its neighbours are stored."""
+    raws = [envelope(pki.identity("EU")) for _ in range(3)]
+    raws[1] = tamper(raws[1], payload=b"changed")
+    answers = _stream_call(pki, us, [pb.EnvelopeBatch(envelopes=raws).SerializeToString()])
+    receipts = list(pb.ReceiptBatch.FromString(answers[0]).receipts)
+    codes = [check(r, trust, raw).receipt.error_code for r, raw in zip(receipts, raws, strict=True)]
+    assert codes == ["", "ENV_PAYLOAD_DIGEST_MISMATCH", ""]
+    assert us.inbox.envelope_for(message_id_of(raws[1])) is None
+
+
 # --- operations: health, reflection, restart, configuration ---------------------------------------
 def test_health_check_reports_serving(pki: Pki, us: Gateway) -> None:
     tls = client_tls(pki, "EU", "US")

@@ -8,11 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
 from gateway.envelope import protobuf_binding as binding
 from gateway.envelope import receipts
 from gateway.envelope.jws import b64url, b64url_decode
+from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import new_header
 from gateway.errors import GatewayError
 from gateway.model.codes import Administration, UtilityBlock
@@ -39,7 +41,9 @@ def _code(excinfo: pytest.ExceptionInfo[GatewayError]) -> str:
 
 
 @pytest.mark.parametrize("stem", ["signing", "signing-rsa"])
-def test_seal_then_open_returns_the_signed_header_payload_and_signer(pki: TestPki, stem: str) -> None:
+def test_seal_then_open_returns_the_signed_header_payload_and_signer(
+    pki: TestPki, stem: str
+) -> None:
     identity = pki.identity("EU", stem)
     header = _header()
     raw = binding.seal(header, PAYLOAD, identity)
@@ -48,7 +52,9 @@ def test_seal_then_open_returns_the_signed_header_payload_and_signer(pki: TestPk
     assert opened.payload == PAYLOAD
     assert opened.signer_chain[0] == identity.certificate
     assert opened.received_sha256 == hashlib.sha256(raw).digest()
-    alg = json.loads(b64url_decode(pb.SignedEnvelope.FromString(raw).jws.split(".")[0].encode()))["alg"]
+    alg = json.loads(b64url_decode(pb.SignedEnvelope.FromString(raw).jws.split(".")[0].encode()))[
+        "alg"
+    ]
     assert alg == ("ES256" if stem == "signing" else "PS256")
 
 
@@ -119,7 +125,9 @@ def test_signature_by_another_key_than_the_x5c_certificate_is_refused(pki: TestP
     other = pki.identity("EU", "signing-next").certificate
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    swapped = _with_protected(raw, {"x5c": [base64.b64encode(other.public_bytes(Encoding.DER)).decode()]})
+    swapped = _with_protected(
+        raw, {"x5c": [base64.b64encode(other.public_bytes(Encoding.DER)).decode()]}
+    )
     with pytest.raises(GatewayError) as excinfo:
         binding.open_envelope(swapped)
     assert _code(excinfo) == "SIG_INVALID"
@@ -135,7 +143,9 @@ def test_attached_payload_serialisation_is_refused(pki: TestPki) -> None:
 
 
 def test_oversize_envelope_is_refused_before_decoding(pki: TestPki) -> None:
-    raw = binding.seal(_header(b"x" * 5000, payload_content_type="text/plain"), b"x" * 5000, pki.identity("EU"))
+    raw = binding.seal(
+        _header(b"x" * 5000, payload_content_type="text/plain"), b"x" * 5000, pki.identity("EU")
+    )
     with pytest.raises(GatewayError) as excinfo:
         binding.open_envelope(raw, max_bytes=4096)
     assert _code(excinfo) == "ENV_OVERSIZE"
@@ -153,7 +163,9 @@ def test_sealing_refuses_a_sender_other_than_the_signer(pki: TestPki) -> None:
     assert _code(excinfo) == "ENV_HEADER_INVALID"
 
 
-def test_impostor_signature_verifies_cryptographically_but_names_its_foreign_issuer(pki: TestPki) -> None:
+def test_impostor_signature_verifies_cryptographically_but_names_its_foreign_issuer(
+    pki: TestPki,
+) -> None:
     """The binding only proves who holds the key; trust (tests/test_trust.py) refuses the issuer."""
     impostor = pki.identity(FOREIGN, "EU-impostor")
     opened = binding.open_envelope(binding.seal(_header(), PAYLOAD, impostor))
@@ -205,17 +217,97 @@ def test_created_at_keeps_microseconds_and_refuses_sub_microsecond() -> None:
     message.created_at.nanos += 1
     with pytest.raises(GatewayError):
         binding.header_from_proto(message)
-    assert binding.datetime_from_parts(*binding.datetime_to_parts(moment - timedelta(days=20000))) == (
-        moment - timedelta(days=20000)
-    )
+    assert binding.datetime_from_parts(
+        *binding.datetime_to_parts(moment - timedelta(days=20000))
+    ) == (moment - timedelta(days=20000))
 
 
-@pytest.mark.parametrize(
-    "field", ["message_type", "schema_version", "payload_content_type"]
-)
+@pytest.mark.parametrize("field", ["message_type", "schema_version", "payload_content_type"])
 def test_header_patterns_refuse_a_trailing_newline(field: str) -> None:
     """`$` in a Python regex matches before a final newline; the rules must hold to the end."""
-    value = {"message_type": "PING", "schema_version": "1.0", "payload_content_type": "text/plain"}[field]
+    value = {"message_type": "PING", "schema_version": "1.0", "payload_content_type": "text/plain"}[
+        field
+    ]
     with pytest.raises(GatewayError) as excinfo:
         _header(**{field: value + "\n"})
     assert excinfo.value.location == f"header.{field}"
+
+
+@pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 2049, 4094, 4095, 10_000, 300_000])
+def test_sha256_helper_is_hashlib_sha256(size: int) -> None:
+    """The GIL-holding digest (pieces below hashlib's release threshold) is the same digest."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert binding.sha256(data) == hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "123e4567-e89b-12d3-a456-426614174000",
+        "123E4567-E89B-12D3-A456-426614174000",
+        "{123e4567-e89b-12d3-a456-426614174000}",
+        "urn:uuid:123e4567-e89b-12d3-a456-426614174000",
+        "123e4567e89b12d3a456426614174000",
+        "123e4567-e89b-12d3-a456-426614174000\n",
+        " 123e4567-e89b-12d3-a456-426614174000",
+        "123e4567-e89b-12d3-a456-42661417400",
+        "123e4567-e89b-12d3-a456-42661417400g",
+        "\uff11\uff12\uff13e4567-e89b-12d3-a456-426614174000",
+        "",
+    ],
+)
+def test_uuid_fast_path_accepts_exactly_the_canonical_form(value: str) -> None:
+    import uuid
+
+    from gateway.model.header import parse_uuid
+
+    try:
+        canonical = str(uuid.UUID(value)) == value
+    except ValueError:
+        canonical = False
+    if canonical:
+        assert parse_uuid(value, "message_id") == value
+    else:
+        with pytest.raises(GatewayError) as excinfo:
+            parse_uuid(value, "message_id")
+        assert excinfo.value.location == "header.message_id"
+
+
+def test_a_cached_protected_header_does_not_vouch_for_another_signature(pki: TestPki) -> None:
+    """The decoded protected header is cached; the signature is still checked every time."""
+    header = _header()
+    raw = binding.seal(header, PAYLOAD, pki.identity("EU"))
+    assert binding.open_envelope(raw).header == header  # header now cached
+    signed = pb.SignedEnvelope.FromString(raw)
+    protected, _, signature = signed.jws.split(".")
+    flipped = bytearray(b64url_decode(signature.encode()))
+    flipped[5] ^= 1
+    signed.jws = f"{protected}..{b64url(bytes(flipped)).decode()}"
+    with pytest.raises(GatewayError) as excinfo:
+        binding.open_envelope(signed.SerializeToString())
+    assert _code(excinfo) == "SIG_INVALID"
+    other = pb.SignedEnvelope.FromString(raw)
+    other.header = binding.header_to_proto(_header()).SerializeToString(deterministic=True)
+    with pytest.raises(GatewayError) as excinfo:
+        binding.open_envelope(other.SerializeToString())
+    assert _code(excinfo) == "SIG_INVALID"
+    assert binding.open_envelope(raw).header == header
+
+
+def test_receipts_of_one_identity_reuse_its_protected_header(pki: TestPki) -> None:
+    identity = pki.identity("US")
+    first = pb.SignedReceipt.FromString(_a_sealed_receipt(identity)).jws.split(".")[0]
+    second = pb.SignedReceipt.FromString(_a_sealed_receipt(identity)).jws.split(".")[0]
+    assert first == second
+    header = json.loads(b64url_decode(first.encode()))
+    assert header["typ"] == receipts.RECEIPT_JWS_TYPE
+    assert (
+        header["x5c"][0]
+        == base64.b64encode(identity.certificate.public_bytes(Encoding.DER)).decode()
+    )
+
+
+def _a_sealed_receipt(identity: SigningIdentity) -> bytes:
+    error = GatewayError("refused for the test")
+    receipt = receipts.rejection_receipt(b"x", error, Administration.US)
+    return receipts.seal_receipt(receipt, identity)

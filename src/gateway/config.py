@@ -30,11 +30,13 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.envelope.intake import IntakeLimits
 from gateway.envelope.keys import SigningIdentity, load_identity
-from gateway.errors import ConfigError, DeliveryError, GatewayError
+from gateway.errors import ConfigError, DeliveryError, GatewayError, ProfileError
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.node import GatewayNode
+from gateway.partners.profile import PartnerProfile, load_profile
 from gateway.store.inbox import SqliteInbox
+from gateway.store.message_log import SqliteMessageLog
 from gateway.transport.tls import ClientTls, TlsIdentity, split_host_port
 from gateway.trust.loading import (
     administration,
@@ -75,6 +77,16 @@ class PartnerConfig:
     signers: tuple[SignerConfig, ...] | None = None  # None: any signing cert its CAs issue
     require_crl: bool = True
     tls_server_name: str | None = None  # name to check in its TLS certificate, if not the host
+    # The partner's profile (agreement, UB1 rules, retry policy, delivery rules), if linked.
+    profile: PartnerProfile | None = field(default=None, compare=False)
+    profile_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The outbox delivery worker of `gncgw serve`."""
+
+    poll_seconds: float = 1.0  # pause between passes that found nothing due
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,7 @@ class GatewayConfig:
     listen: ListenConfig
     limits: IntakeLimits
     partners: tuple[PartnerConfig, ...]
+    delivery: DeliveryConfig = DeliveryConfig()
     signing_identity: SigningIdentity = field(repr=False, compare=False, kw_only=True)
     tls_identity: TlsIdentity = field(repr=False, compare=False, kw_only=True)
     trust: TrustStore = field(repr=False, compare=False, kw_only=True)
@@ -232,7 +245,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-_TOP = ("gateway", "store", "listen", "intake", "partners")
+_TOP = ("gateway", "store", "listen", "intake", "delivery", "partners")
 _GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert")
 _STORE = ("url",)
 _LISTEN = ("grpc", "xml")
@@ -246,7 +259,9 @@ _PARTNER = (
     "require_crl",
     "signers",
     "tls_server_name",
+    "profile",
 )
+_DELIVERY = ("poll_seconds",)
 _SIGNER = ("cert", "until")
 
 
@@ -339,6 +354,9 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
         ),
     )
 
+    delivery_table = r.check_table(data.get("delivery"), "delivery", _DELIVERY, required=False)
+    delivery = DeliveryConfig(poll_seconds=_poll_seconds(r, delivery_table))
+
     partners_value = data.get("partners")
     if partners_value is None:
         r.fail("partners", "missing: configure at least one [[partners]] table")
@@ -373,6 +391,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
         listen=listen,
         limits=limits,
         partners=tuple(partners),
+        delivery=delivery,
         signing_identity=identity,
         tls_identity=tls_identity,
         trust=trust_store,
@@ -531,6 +550,7 @@ def _partner(
         allowed = tuple(allowed_list)
 
     server_name = r.string(table, key, "tls_server_name", required=False) or None
+    profile_path, profile = _profile(r, key, table, admin, binding)
     trust = PartnerTrust(admin, tuple(anchors), tuple(crls), allowed, require_crl=require_crl)
     roots_pem = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in anchors)
     partner = PartnerConfig(
@@ -542,8 +562,55 @@ def _partner(
         signers=signers,
         require_crl=require_crl,
         tls_server_name=server_name,
+        profile=profile,
+        profile_path=profile_path,
     )
     return partner, trust, roots_pem
+
+
+def _profile(
+    r: _Reader,
+    key: str,
+    table: Mapping[str, Any],
+    admin: Administration,
+    binding: PartnerBinding,
+) -> tuple[Path | None, PartnerProfile | None]:
+    """The partner profile a [[partners]] table links to: it must be this partner's, and say
+    the binding the deployment uses (the deployment keeps endpoint, CAs and CRLs)."""
+    if "profile" not in table:
+        return None, None
+    path, data = r.file(table["profile"], f"{key}.profile")
+    try:
+        profile = load_profile(data.decode("utf-8"), str(path))
+    except UnicodeDecodeError as exc:
+        r.fail(f"{key}.profile", f"{path} is not UTF-8: {exc}")
+    except ProfileError as error:
+        raise ProfileError(
+            f"config error: {key}.profile: {error.message}",
+            code=error.code,
+            location=error.location,
+        ) from None
+    if profile.administration is not admin:
+        r.fail(
+            f"{key}.profile",
+            f"{path} is the profile of {profile.administration.value}, not {admin.value}",
+        )
+    if profile.transport.binding.value != binding.value:
+        r.fail(
+            f"{key}.binding",
+            f"{binding.value!r} disagrees with transport.binding = "
+            f"{profile.transport.binding.value!r} in the profile {path} ({key}.profile)",
+        )
+    return path, profile
+
+
+def _poll_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
+    value = table.get("poll_seconds", 1.0)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        r.fail("delivery.poll_seconds", f"must be a number of seconds, not {_kind(value)}")
+    if not 0.01 <= value <= 3600:
+        r.fail("delivery.poll_seconds", f"{value} is outside 0.01..3600")
+    return float(value)
 
 
 def _until(r: _Reader, key: str, value: Any) -> datetime | None:
@@ -574,4 +641,18 @@ def build_node(config: GatewayConfig) -> GatewayNode:
         raise ConfigError(
             f"config error: store.url: {error.message}", location=str(config.path)
         ) from None
-    return GatewayNode(config.signing_identity, config.trust, inbox, limits=config.limits)
+    # UB1 list messages (deltas, full lists) are applied to the AEO tables in the inbox
+    # transaction. Registered whatever the profiles: the side receiving a list (e.g. US from
+    # EU) has no profile for the sender (profiles describe the EU's partners).
+    from gateway.services.aeo import ub1_handlers
+    from gateway.store.aeo_store import AeoStore
+
+    aeo_store = AeoStore(inbox.database, config.administration)
+    return GatewayNode(
+        config.signing_identity,
+        config.trust,
+        inbox,
+        limits=config.limits,
+        message_log=SqliteMessageLog(inbox.database),
+        handlers=ub1_handlers(aeo_store, max_payload_bytes=config.limits.max_envelope_bytes),
+    )

@@ -287,3 +287,36 @@ PRF_BAD_RETRY = _code(
     "or inconsistent.",
 )
 PRF_NOT_TOML = _code("PRF_NOT_TOML", "A partner profile is not valid TOML.")
+
+
+# --- UB1 AEO: full lists in parts and online queries --------------------------------------------
+AEO_FULL_LIST_SEQUENCE = _code(
+    "AEO_FULL_LIST_SEQUENCE",
+    "A full list in parts is out of sequence: a part repeated or after the end, or the end "
+    "before all its parts; the list held is kept.",
+)
+AEO_NO_AGREEMENT = _code(
+    "AEO_NO_AGREEMENT",
+    "No UB1 agreement (partner profile) is configured for this partner: nothing is sent or "
+    "answered.",
+)
+AEO_QUERY_REFUSED = _code(
+    "AEO_QUERY_REFUSED",
+    "The partner refused an online AEO query with a code this gateway does not know.",
+)
+AEO_ANSWER_MISMATCH = _code(
+    "AEO_ANSWER_MISMATCH",
+    "An answer to an online AEO query does not answer that query (correlation id, query id, "
+    "identifier, sender or receiver differ).",
+)
+
+
+# --- outbox (reliable delivery) ----------------------------------------------------------------
+DLV_OUTBOX_UNKNOWN = _code(
+    "DLV_OUTBOX_UNKNOWN_MESSAGE", "The outbox holds no message with this id."
+)
+DLV_OUTBOX_STATE = _code(
+    "DLV_OUTBOX_STATE",
+    "The outbox message is not in the state the operation needs (only a dead letter can be "
+    "replayed or discarded; only a pending message can fail an attempt).",
+)

@@ -37,6 +37,13 @@ from gateway.errors import (
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.header import EnvelopeHeader, utc_now
 from gateway.store.inbox import InboundRecord, PutOutcome, PutResult, SqliteInbox
+from gateway.store.message_log import (
+    LogEntry,
+    LogOutcome,
+    SqliteMessageLog,
+    logged,
+    received_entry,
+)
 from gateway.trust.store import TrustedSigner, TrustStore
 
 log = logging.getLogger("gateway.node")
@@ -150,7 +157,9 @@ class GatewayNode:
         limits: IntakeLimits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = utc_now,
         handlers: Mapping[tuple[UtilityBlock, str], InboundHandler] | None = None,
+        message_log: SqliteMessageLog | None = None,  # every envelope received, with its receipt
     ) -> None:
+        self.message_log = message_log
         self.identity = identity
         self.handlers = dict(handlers or {})
         self.trust = trust
@@ -177,17 +186,18 @@ class GatewayNode:
         answers: list[bytes | None] = [None] * len(raws)
         pending: list[tuple[int, Accepted, bytes]] = []
         applies: list[Apply | None] = []
+        later: list[LogEntry] = []  # duplicates and refusals; stored ones log in their own unit
         for index, raw in enumerate(raws):
             try:
                 accepted = self._check(raw, binding, tls_peer, now)
             except GatewayError as error:
-                answers[index] = self._reject(raw, binding, error, tls_peer)
+                answers[index] = self._reject(raw, binding, error, tls_peer, log_to=later)
                 continue
             try:
                 apply = self._prepare(accepted)
             except GatewayError as error:
                 header = accepted.envelope.header
-                answers[index] = self._reject(raw, binding, error, tls_peer, header)
+                answers[index] = self._reject(raw, binding, error, tls_peer, header, log_to=later)
                 continue
             receipt = receipts_mod.accepted_receipt(accepted.envelope, self.administration)
             pending.append((index, accepted, seal_receipt(binding, receipt, self.identity)))
@@ -203,20 +213,44 @@ class GatewayNode:
                 # Nothing was stored: no acceptance may leave this node.
                 for index, accepted, _ in pending:
                     answers[index] = self._reject(
-                        raws[index], binding, error, tls_peer, accepted.envelope.header
+                        raws[index],
+                        binding,
+                        error,
+                        tls_peer,
+                        accepted.envelope.header,
+                        log_to=later,
                     )
                 results = []
             for (index, accepted, _), result in zip(pending, results, strict=False):
                 if isinstance(result, PutResult):
                     if result.outcome is PutOutcome.DUPLICATE:
                         self.stats.duplicates += 1
+                        later.append(
+                            received_entry(
+                                binding,
+                                raws[index],
+                                result.receipt,
+                                LogOutcome.DUPLICATE,
+                                header=accepted.envelope.header,
+                            )
+                        )
                     else:
                         self.stats.accepted += 1
                     answers[index] = result.receipt
                 else:
                     answers[index] = self._reject(
-                        raws[index], binding, result, tls_peer, accepted.envelope.header
+                        raws[index],
+                        binding,
+                        result,
+                        tls_peer,
+                        accepted.envelope.header,
+                        log_to=later,
                     )
+        if later and self.message_log is not None:
+            try:
+                self.message_log.record(later)
+            except DeliveryError as error:  # the store is failing: the answers stand regardless
+                log.warning("message log not written for %d envelope(s): %s", len(later), error)
         return [answer for answer in answers if answer is not None]
 
     # -- internals -----------------------------------------------------------------------------
@@ -258,7 +292,12 @@ class GatewayNode:
             created_at=header.created_at.isoformat(),
             envelope=raw,
             receipt=receipt,
-            apply=apply,
+            apply=apply
+            if self.message_log is None
+            else logged(
+                apply,
+                received_entry(opened.binding, raw, receipt, LogOutcome.ACCEPTED, header=header),
+            ),
         )
 
     def _reject(
@@ -268,6 +307,8 @@ class GatewayNode:
         error: GatewayError,
         tls_peer: Administration | None,
         header: EnvelopeHeader | None = None,
+        *,
+        log_to: list[LogEntry] | None = None,
     ) -> bytes:
         self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
         log.info("rejected envelope: %s", error)
@@ -278,4 +319,17 @@ class GatewayNode:
             message_id=header.message_id if header else "",
             recipient=header.sender if header else tls_peer,
         )
-        return seal_receipt(binding, receipt, self.identity)
+        sealed = seal_receipt(binding, receipt, self.identity)
+        if log_to is not None:
+            log_to.append(
+                received_entry(
+                    binding,
+                    raw,
+                    sealed,
+                    LogOutcome.REJECTED,
+                    header=header,
+                    peer=tls_peer,
+                    code=error.code,
+                )
+            )
+        return sealed

@@ -4,6 +4,10 @@ The configuration is checked completely before anything listens (config.load_con
 listener logs one line with the address it bound (a port of 0 picks a free one). SIGINT or
 SIGTERM stops the node cleanly: listeners stop taking new requests, requests in flight are
 answered, then the message store is closed; the exit status is then 0.
+
+The node also runs the outbox delivery worker (services.delivery) on its message store: it
+sends what is due to each configured partner, with the retry policy of the partner's profile,
+pausing `[delivery] poll_seconds` when there is nothing to do. It stops first on shutdown.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from typing import Any
 from gateway.config import GatewayConfig, build_node, load_config
 from gateway.errors import ConfigError
 from gateway.node import GatewayNode
+from gateway.services.delivery import DeliveryWorker
+from gateway.store.outbox import SqliteOutbox
+from gateway.transport.links import open_link
 from gateway.transport.xml_http import XmlHttpServer
 
 log = logging.getLogger("gateway.serve")
@@ -84,6 +91,19 @@ def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running
         running.stops.append(xml_server.stop)
 
 
+def _delivery_worker(config: GatewayConfig, node: GatewayNode) -> DeliveryWorker:
+    """The outbox worker for every configured partner, on the node's own store."""
+    database = node.inbox.database
+    return DeliveryWorker(
+        SqliteOutbox(database),
+        lambda partner: open_link(config, partner),
+        partners=[p.administration for p in config.partners],
+        retry={p.administration: p.profile.retry for p in config.partners if p.profile},
+        message_log=node.message_log,
+        poll_seconds=config.delivery.poll_seconds,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.listen.grpc is None and config.listen.xml is None:
@@ -103,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     running = _Running()
     try:
         _start_listeners(config, node, running)
+        worker = _delivery_worker(config, node)
+        worker.start()
+        running.stops.append(worker.stop)  # stopped first: before the listeners and the store
         log.info(
             "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
             config.administration.value,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.envelope.keys import KeyKind, SigningIdentity, key_kind
+from gateway.envelope.keys import KeyKind, PublicKey, SigningIdentity, key_kind
 from gateway.errors import (
     SIG_ALGORITHM,
     SIG_KEY_MISMATCH,
@@ -37,6 +37,8 @@ _KIND_OF_ALG = {alg: kind for kind, alg in ALGORITHMS.items()}
 MAX_CHAIN = 4
 MAX_JWS_LENGTH = 16 * 1024
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_SHA256 = hashes.SHA256()
 
 
 def b64url(data: bytes) -> bytes:
@@ -64,18 +66,35 @@ def _certificate(der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+# The encoded protected header of each (identity, typ): the identity is immutable, so its chain's
+# DER and the header built from it never change. Keyed by object identity; the entry holds the
+# identity, so an id cannot be reused while its entry lives.
+_PROTECTED_MEMO: dict[tuple[int, str], tuple[SigningIdentity, bytes]] = {}
+_PROTECTED_MEMO_MAX = 256
+
+
+def _protected_of(identity: SigningIdentity, typ: str) -> bytes:
+    entry = _PROTECTED_MEMO.get((id(identity), typ))
+    if entry is not None and entry[0] is identity:
+        return entry[1]
+    chain_der = tuple(c.public_bytes(Encoding.DER) for c in identity.chain)
+    protected = _protected_for(chain_der, ALGORITHMS[identity.kind], typ)
+    if len(_PROTECTED_MEMO) >= _PROTECTED_MEMO_MAX:
+        _PROTECTED_MEMO.clear()
+    _PROTECTED_MEMO[(id(identity), typ)] = (identity, protected)
+    return protected
+
+
 def sign_detached(payload: bytes, identity: SigningIdentity, typ: str) -> str:
     """Compact detached JWS over `payload`: 'protected..signature'."""
-    alg = ALGORITHMS[identity.kind]
-    chain_der = tuple(c.public_bytes(Encoding.DER) for c in identity.chain)
-    protected = _protected_for(chain_der, alg, typ)
+    protected = _protected_of(identity, typ)
     signing_input = protected + b"." + b64url(payload)
     key = identity.private_key
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     else:
-        signature = key.sign(signing_input, _PSS, hashes.SHA256())
+        signature = key.sign(signing_input, _PSS, _SHA256)
     return (protected + b".." + b64url(signature)).decode("ascii")
 
 
@@ -89,19 +108,17 @@ def _malformed(why: str) -> SignatureError:
     return SignatureError(f"JWS: {why}", code=SIG_MALFORMED, location="jws")
 
 
-def verify_detached(jws: str, payload: bytes, typ: str) -> VerifiedJws:
-    """Check the JWS signature over `payload` with the key of its x5c leaf; raise if it fails."""
-    if not jws:
-        raise SignatureError("the envelope carries no JWS", code=SIG_MISSING, location="jws")
-    if len(jws) > MAX_JWS_LENGTH:
-        raise _malformed("too long")
-    parts = jws.encode("ascii", errors="replace").split(b".")
-    if len(parts) != 3 or parts[1] != b"":
-        raise _malformed("not a detached compact serialisation (protected..signature)")
-    protected_b64, _, signature_b64 = parts
+@lru_cache(maxsize=1024)
+def _read_protected(
+    protected_b64: bytes, typ: str
+) -> tuple[str, tuple[x509.Certificate, ...], PublicKey]:
+    """Decode and check a protected header: its algorithm, x5c chain and the leaf's key.
+
+    A pure function of the exact header bytes, so it is cached: a partner's header is the same
+    for every message it signs with one key. Refusals raise and are not cached.
+    """
     try:
         header = json.loads(b64url_decode(protected_b64))
-        signature = b64url_decode(signature_b64)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise _malformed(f"cannot decode ({exc})") from None
     if not isinstance(header, dict):
@@ -131,6 +148,24 @@ def verify_detached(jws: str, payload: bytes, typ: str) -> VerifiedJws:
         raise SignatureError(
             f"{alg} does not fit the certificate's key", code=SIG_KEY_MISMATCH, location="jws"
         )
+    return alg, chain, public_key  # type: ignore[return-value]
+
+
+def verify_detached(jws: str, payload: bytes, typ: str) -> VerifiedJws:
+    """Check the JWS signature over `payload` with the key of its x5c leaf; raise if it fails."""
+    if not jws:
+        raise SignatureError("the envelope carries no JWS", code=SIG_MISSING, location="jws")
+    if len(jws) > MAX_JWS_LENGTH:
+        raise _malformed("too long")
+    parts = jws.encode("ascii", errors="replace").split(b".")
+    if len(parts) != 3 or parts[1] != b"":
+        raise _malformed("not a detached compact serialisation (protected..signature)")
+    protected_b64, _, signature_b64 = parts
+    try:
+        signature = b64url_decode(signature_b64)
+    except (ValueError, binascii.Error) as exc:
+        raise _malformed(f"cannot decode ({exc})") from None
+    alg, chain, public_key = _read_protected(protected_b64, typ)
     signing_input = protected_b64 + b"." + b64url(payload)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -139,9 +174,9 @@ def verify_detached(jws: str, payload: bytes, typ: str) -> VerifiedJws:
             der = encode_dss_signature(
                 int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
             )
-            public_key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(der, signing_input, _ECDSA_SHA256)
         elif isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, signing_input, _PSS, hashes.SHA256())
+            public_key.verify(signature, signing_input, _PSS, _SHA256)
     except InvalidSignature:
         raise SignatureError("the JWS signature does not verify", location="jws") from None
     return VerifiedJws(alg, chain)

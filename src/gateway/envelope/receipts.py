@@ -7,7 +7,6 @@ stable error code (docs/errors.md) and is signed too, so a sender can prove what
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,7 +18,7 @@ from gateway._proto.gnc.v1 import envelope_pb2 as pb
 from gateway.envelope.jws import sign_detached, verify_detached
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import OpenedEnvelope
-from gateway.envelope.protobuf_binding import datetime_from_parts, datetime_to_parts
+from gateway.envelope.protobuf_binding import datetime_from_parts, datetime_to_parts, sha256
 from gateway.errors import (
     RECEIPT_MISMATCH,
     DeliveryError,
@@ -85,7 +84,7 @@ def rejection_receipt(
     return Receipt(
         receipt_id=str(uuid.uuid4()),
         message_id=message_id,
-        received_sha256=hashlib.sha256(raw).digest(),
+        received_sha256=sha256(raw),
         payload_sha256=b"",
         outcome=Outcome.REJECTED,
         issuer=issuer,
@@ -171,7 +170,7 @@ def check_receipt_matches(receipt: Receipt, message_id: str, sent: bytes) -> Non
             f"receipt names message {receipt.message_id!r}, not {message_id!r}",
             code=RECEIPT_MISMATCH,
         )
-    if receipt.received_sha256 != hashlib.sha256(sent).digest():
+    if receipt.received_sha256 != sha256(sent):
         raise DeliveryError(
             "receipt digest differs from the SHA-256 of the envelope sent", code=RECEIPT_MISMATCH
         )

@@ -19,12 +19,18 @@ CONTENT_TYPE_RE = re.compile(
 )
 
 
+# The canonical text form of a UUID (what str(uuid.UUID(...)) gives): checked by one match.
+_CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _invalid(field_name: str, why: str) -> EnvelopeError:
     return EnvelopeError(why, code=HEADER_INVALID, location=f"header.{field_name}")
 
 
 def parse_uuid(value: str, field_name: str) -> str:
     """A UUID in its canonical lower-case form; anything else is refused, not normalised."""
+    if isinstance(value, str) and _CANONICAL_UUID_RE.fullmatch(value):
+        return value  # exactly the strings that the check below lets through
     try:
         parsed = uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):

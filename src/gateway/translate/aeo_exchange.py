@@ -7,7 +7,12 @@ schemas/ub1-aeo.xsd, whose elements carry their WCO IDs):
 * ``FullList``: every record the receiver should hold, with the reconciliation summary (count
   and SHA-256 per status) — a list whose summary does not match its records is refused
   (AEO_SUMMARY_MISMATCH), so a receiver never replaces its list with a damaged one;
-* ``Query`` / ``QueryAnswer``: is this identifier an AEO of yours right now, and since when.
+* ``FullListPart`` / ``FullListEnd``: a full list too large for one envelope, in parts of
+  records under one sync id, then an end carrying the summary of the whole list; the receiver
+  replaces its list only when the summary matches what it staged (``full_list_parts`` cuts a
+  list into them);
+* ``Query`` / ``QueryAnswer``: is this identifier an AEO of yours right now, and since when;
+  ``QueryRefused`` answers a query whose envelope was refused (code and message).
 
 Both encodings are lossless for every valid value (property-tested): decoding what was encoded
 gives an equal object. Decoding refuses anything the model refuses, with the model's codes.
@@ -66,15 +71,19 @@ __all__ = [
     "CONTENT_TYPES",
     "NAMESPACE",
     "FullList",
+    "FullListEnd",
+    "FullListPart",
     "MessageType",
     "Payload",
     "PayloadForm",
     "Query",
     "QueryAnswer",
+    "QueryRefused",
     "StatusChanges",
     "decode",
     "encode",
     "full_list_for",
+    "full_list_parts",
     "partner_list_to_eu",
 ]
 
@@ -90,6 +99,9 @@ class MessageType(StrEnum):
     FULL_LIST = "AeoFullList"
     QUERY = "AeoQuery"
     QUERY_ANSWER = "AeoQueryAnswer"
+    FULL_LIST_PART = "AeoFullListPart"
+    FULL_LIST_END = "AeoFullListEnd"
+    QUERY_REFUSED = "AeoQueryRefused"
 
 
 class PayloadForm(StrEnum):
@@ -151,6 +163,79 @@ class FullList:
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_PARTS = 2**32 - 1
+
+
+def _check_uuid(value: str, where: str) -> None:
+    if not _UUID.fullmatch(value) or str(uuid.UUID(value)) != value:
+        raise _malformed(f"{where} {value!r} is not a lower-case UUID", where)
+
+
+def _check_unique(records: Iterable[AeoRecord], label: str = "records") -> None:
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        if record.authorisation_number in seen:
+            raise AeoError(
+                f"{record.authorisation_number} appears more than once in the full list",
+                code=AEO_DUPLICATE_AUTHORISATION,
+                location=f"{label}[{index}]",
+            )
+        seen.add(record.authorisation_number)
+
+
+@dataclass(frozen=True)
+class FullListPart:
+    """Part ``part`` (from 1) of a full list in parts; the records of one sync never repeat."""
+
+    list_owner: Administration
+    sync_id: str
+    as_of: date
+    part: int
+    records: tuple[AeoRecord, ...]
+
+    message_type = MessageType.FULL_LIST_PART
+
+    def __post_init__(self) -> None:
+        _check_uuid(self.sync_id, "sync_id")
+        if not 1 <= self.part <= MAX_PARTS:
+            raise _malformed(f"part {self.part} is not 1 to {MAX_PARTS}", "part")
+        _check_unique(self.records)
+
+
+@dataclass(frozen=True)
+class FullListEnd:
+    """The end of a full list in parts: how many parts came, and the summary of them all."""
+
+    list_owner: Administration
+    sync_id: str
+    as_of: date
+    parts: int
+    summary: ReconciliationSummary
+
+    message_type = MessageType.FULL_LIST_END
+
+    def __post_init__(self) -> None:
+        _check_uuid(self.sync_id, "sync_id")
+        if not 0 <= self.parts <= MAX_PARTS:
+            raise _malformed(f"parts {self.parts} is not 0 to {MAX_PARTS}", "parts")
+        if self.parts == 0 and self.summary.total:
+            raise _malformed("an end after no parts summarises an empty list", "parts")
+
+
+@dataclass(frozen=True)
+class QueryRefused:
+    """The answer to a query whose envelope or payload was refused, or that no agreement covers."""
+
+    code: str
+    message: str = ""
+
+    message_type = MessageType.QUERY_REFUSED
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", self.code):
+            raise _malformed(f"{self.code!r} is not an error code", "code")
+        if len(self.message) > 512 or not self.message.isprintable():
+            raise _malformed("the message is at most 512 printable characters", "message")
 
 
 def _check_query(query_id: str, identifier: str) -> None:
@@ -211,7 +296,7 @@ class QueryAnswer:
         return self.record.authorised_since if self.record is not None and self.is_aeo else None
 
 
-Payload = StatusChanges | FullList | Query | QueryAnswer
+Payload = StatusChanges | FullList | FullListPart | FullListEnd | Query | QueryAnswer | QueryRefused
 _P = TypeVar("_P")
 
 
@@ -415,8 +500,27 @@ def _encode_pb(payload: Payload) -> bytes:
         for record in payload.records:
             _record_to_pb(record, msg.records.add())
         _summary_to_pb(payload.summary, msg.summary)
+    elif isinstance(payload, FullListPart):
+        msg = aeo_pb2.AeoFullListPart(
+            list_owner=payload.list_owner.value,
+            sync_id=payload.sync_id,
+            as_of=payload.as_of.isoformat(),
+            part=payload.part,
+        )
+        for record in payload.records:
+            _record_to_pb(record, msg.records.add())
+    elif isinstance(payload, FullListEnd):
+        msg = aeo_pb2.AeoFullListEnd(
+            list_owner=payload.list_owner.value,
+            sync_id=payload.sync_id,
+            as_of=payload.as_of.isoformat(),
+            parts=payload.parts,
+        )
+        _summary_to_pb(payload.summary, msg.summary)
     elif isinstance(payload, Query):
         msg = aeo_pb2.AeoQuery(query_id=payload.query_id, identifier=payload.identifier)
+    elif isinstance(payload, QueryRefused):
+        msg = aeo_pb2.AeoQueryRefused(code=payload.code, message=payload.message)
     else:
         msg = aeo_pb2.AeoQueryAnswer(
             query_id=payload.query_id,
@@ -434,6 +538,9 @@ _PB_CLASSES: dict[MessageType, Any] = {
     MessageType.FULL_LIST: aeo_pb2.AeoFullList,
     MessageType.QUERY: aeo_pb2.AeoQuery,
     MessageType.QUERY_ANSWER: aeo_pb2.AeoQueryAnswer,
+    MessageType.FULL_LIST_PART: aeo_pb2.AeoFullListPart,
+    MessageType.FULL_LIST_END: aeo_pb2.AeoFullListEnd,
+    MessageType.QUERY_REFUSED: aeo_pb2.AeoQueryRefused,
 }
 
 
@@ -454,8 +561,27 @@ def _decode_pb(data: bytes, message_type: MessageType) -> Payload:
         return FullList(
             owner, _parse_date(msg.as_of, "as_of"), tuple(records), _summary_from_pb(msg.summary)
         )
+    if message_type is MessageType.FULL_LIST_PART:
+        owner = _administration(msg.list_owner, "list_owner")
+        records = _collect(msg.records, _record_from_pb, "records")
+        return FullListPart(
+            owner, msg.sync_id, _parse_date(msg.as_of, "as_of"), msg.part, tuple(records)
+        )
+    if message_type is MessageType.FULL_LIST_END:
+        owner = _administration(msg.list_owner, "list_owner")
+        if not msg.HasField("summary"):
+            raise _malformed("the end of a full list carries its reconciliation summary", "summary")
+        return FullListEnd(
+            owner,
+            msg.sync_id,
+            _parse_date(msg.as_of, "as_of"),
+            msg.parts,
+            _summary_from_pb(msg.summary),
+        )
     if message_type is MessageType.QUERY:
         return Query(msg.query_id, msg.identifier)
+    if message_type is MessageType.QUERY_REFUSED:
+        return QueryRefused(msg.code, msg.message)
     record = _record_from_pb(msg.record, "record") if msg.HasField("record") else None
     return QueryAnswer(msg.query_id, msg.identifier, record, msg.refusal_code, msg.refusal)
 
@@ -602,6 +728,35 @@ def _change_from_xml(el: etree._Element, where: str) -> AeoChange:
     return _in_context(f"{where} (line {el.sourceline})", build)
 
 
+def _summary_to_xml(summary: ReconciliationSummary, parent: etree._Element) -> None:
+    element = _sub(parent, "ReconciliationSummary")
+    for entry in summary.entries:
+        item = _sub(element, "StatusSummary")
+        item.set("status", entry.status.value)
+        item.set("count", str(entry.count))
+        item.set("sha256", entry.sha256.hex())
+
+
+def _summary_from_xml(root: etree._Element) -> ReconciliationSummary:
+    entries = []
+    for item in root.iterfind(f"{_NS}ReconciliationSummary/{_NS}StatusSummary"):
+        entries.append(
+            StatusSummary(
+                _status(item.get("status") or "", "summary.status"),
+                int(item.get("count") or "0"),
+                bytes.fromhex(item.get("sha256") or ""),
+            )
+        )
+    return ReconciliationSummary(tuple(entries))
+
+
+def _int_attribute(root: etree._Element, name: str) -> int:
+    value = root.get(name) or ""
+    if not value.isdigit() or int(value) > MAX_PARTS:
+        raise _malformed(f"{name} {value!r} is not an integer from 0 to {MAX_PARTS}", name)
+    return int(value)
+
+
 def _encode_xml(payload: Payload) -> bytes:
     root = etree.Element(_NS + payload.message_type.value, nsmap={"ub1": NAMESPACE})
     if isinstance(payload, StatusChanges):
@@ -613,12 +768,23 @@ def _encode_xml(payload: Payload) -> bytes:
         root.set("asOf", payload.as_of.isoformat())
         for record in payload.records:
             _record_to_xml(record, root)
-        summary = _sub(root, "ReconciliationSummary")
-        for entry in payload.summary.entries:
-            item = _sub(summary, "StatusSummary")
-            item.set("status", entry.status.value)
-            item.set("count", str(entry.count))
-            item.set("sha256", entry.sha256.hex())
+        _summary_to_xml(payload.summary, root)
+    elif isinstance(payload, FullListPart):
+        root.set("listOwner", payload.list_owner.value)
+        root.set("syncId", payload.sync_id)
+        root.set("asOf", payload.as_of.isoformat())
+        root.set("part", str(payload.part))
+        for record in payload.records:
+            _record_to_xml(record, root)
+    elif isinstance(payload, FullListEnd):
+        root.set("listOwner", payload.list_owner.value)
+        root.set("syncId", payload.sync_id)
+        root.set("asOf", payload.as_of.isoformat())
+        root.set("parts", str(payload.parts))
+        _summary_to_xml(payload.summary, root)
+    elif isinstance(payload, QueryRefused):
+        _sub(root, "Code", payload.code)
+        _opt(root, "Message", payload.message)
     elif isinstance(payload, Query):
         root.set("queryId", payload.query_id)
         _sub(root, "Identifier", payload.identifier)
@@ -654,21 +820,31 @@ def _decode_xml(data: bytes, message_type: MessageType, max_bytes: int) -> Paylo
         )
     if message_type is MessageType.FULL_LIST:
         records = _collect(root.iterchildren(_NS + "Record"), _record_from_xml, "records")
-        entries = []
-        for item in root.iterfind(f"{_NS}ReconciliationSummary/{_NS}StatusSummary"):
-            entries.append(
-                StatusSummary(
-                    _status(item.get("status") or "", "summary.status"),
-                    int(item.get("count") or "0"),
-                    bytes.fromhex(item.get("sha256") or ""),
-                )
-            )
         return FullList(
             _administration(root.get("listOwner") or "", "listOwner"),
             _parse_date(root.get("asOf") or "", "asOf"),
             tuple(records),
-            ReconciliationSummary(tuple(entries)),
+            _summary_from_xml(root),
         )
+    if message_type is MessageType.FULL_LIST_PART:
+        records = _collect(root.iterchildren(_NS + "Record"), _record_from_xml, "records")
+        return FullListPart(
+            _administration(root.get("listOwner") or "", "listOwner"),
+            root.get("syncId") or "",
+            _parse_date(root.get("asOf") or "", "asOf"),
+            _int_attribute(root, "part"),
+            tuple(records),
+        )
+    if message_type is MessageType.FULL_LIST_END:
+        return FullListEnd(
+            _administration(root.get("listOwner") or "", "listOwner"),
+            root.get("syncId") or "",
+            _parse_date(root.get("asOf") or "", "asOf"),
+            _int_attribute(root, "parts"),
+            _summary_from_xml(root),
+        )
+    if message_type is MessageType.QUERY_REFUSED:
+        return QueryRefused(_text(root, "Code"), _text(root, "Message"))
     query_id = root.get("queryId") or ""
     identifier = _text(root, "Identifier")
     if message_type is MessageType.QUERY:
@@ -716,6 +892,26 @@ def full_list_for(
 ) -> FullList:
     """The full list a partner receives: only eligible, consenting records, translated."""
     return FullList.build(owner, as_of, partner_view(profile, aeo_list))
+
+
+def full_list_parts(
+    full_list: FullList, sync_id: str, part_size: int
+) -> tuple[list[FullListPart], FullListEnd]:
+    """Cut a full list into parts of at most ``part_size`` records, and the end that closes it."""
+    if part_size < 1:
+        raise ValueError("part_size must be at least 1")
+    parts = [
+        FullListPart(
+            full_list.list_owner,
+            sync_id,
+            full_list.as_of,
+            index // part_size + 1,
+            full_list.records[index : index + part_size],
+        )
+        for index in range(0, len(full_list.records), part_size)
+    ]
+    end = FullListEnd(full_list.list_owner, sync_id, full_list.as_of, len(parts), full_list.summary)
+    return parts, end
 
 
 def partner_list_to_eu(full_list: FullList, profile: PartnerProfile, spec: MappingSpec) -> bytes:

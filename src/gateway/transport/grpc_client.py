@@ -1,7 +1,9 @@
 """The gRPC client a gateway uses to deliver envelopes to a partner, and to check its receipts.
 
 `GrpcPartnerClient` moves bytes: a sealed SignedEnvelope out, the partner's SignedReceipt back,
-one call each (`submit`) or many over one bidirectional stream (`stream`). `PartnerExchange`
+one call each (`submit`) or many over one bidirectional stream (`stream`), which carries the
+envelopes in batches (EnvelopeBatch: each element the exact bytes of one sealed envelope) and
+hands back one receipt per envelope, in order. `PartnerExchange`
 adds what a sender must check before it may treat a message as delivered (the shared
 `node.verify_partner_receipt`): the receipt's signature, that its signer is trusted for the
 partner administration, and that it names the message and the SHA-256 of exactly the bytes sent.
@@ -20,8 +22,10 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gateway import node
+from gateway._proto.gnc.v1 import envelope_pb2 as pb
 from gateway.envelope.opened import Binding
 from gateway.errors import TRN_PROTOCOL, ConfigError, GatewayError, TransportError
 from gateway.model.codes import Administration
@@ -32,6 +36,8 @@ from gateway.transport.tls import ClientTls, channel_credentials, is_loopback, s
 from gateway.trust.store import TrustStore
 
 MAX_RECEIPT_BYTES = 1024 * 1024
+STREAM_BATCH = 64  # envelopes per EnvelopeBatch (the server's default limit is 256)
+STREAM_BATCH_BYTES = 4 * 1024 * 1024  # envelope bytes per EnvelopeBatch (server: 8 MiB)
 _UNAVAILABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 )
@@ -58,6 +64,8 @@ class GrpcPartnerClient:
         insecure: bool = False,
         max_receipt_bytes: int = MAX_RECEIPT_BYTES,
         options: Iterable[tuple[str, Any]] = (),
+        stream_batch: int = STREAM_BATCH,
+        stream_batch_bytes: int = STREAM_BATCH_BYTES,
     ) -> None:
         host, _ = split_host_port(target)
         if tls is None and not insecure:
@@ -73,9 +81,15 @@ class GrpcPartnerClient:
                 f"plaintext gRPC is allowed to a loopback address only, not {host}",
                 location="grpc.target",
             )
+        if stream_batch < 1 or stream_batch_bytes < 1:
+            raise ConfigError("stream batch limits must be positive", location="grpc")
         self.target = target
+        self.stream_batch = stream_batch
+        self.stream_batch_bytes = stream_batch_bytes
+        # A ReceiptBatch holds up to `stream_batch` receipts, each within max_receipt_bytes.
+        max_answer = max_receipt_bytes * stream_batch
         channel_options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", max_receipt_bytes),
+            ("grpc.max_receive_message_length", max_answer),
             ("grpc.max_send_message_length", -1),
             *options,
         ]
@@ -89,7 +103,10 @@ class GrpcPartnerClient:
             )
         # No serializers: bytes go out exactly as sealed, receipts come back exactly as signed.
         self._submit = self._channel.unary_unary(SUBMIT_METHOD)
-        self._stream = self._channel.stream_stream(STREAM_METHOD)
+        self._max_receipt_bytes = max_receipt_bytes
+        self._stream = self._channel.stream_stream(
+            STREAM_METHOD, request_serializer=_serialize_batch
+        )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Connect (and complete the TLS handshake) now rather than on the first call."""
@@ -113,16 +130,71 @@ class GrpcPartnerClient:
     ) -> Generator[bytes, None, None]:
         """Send envelopes over one stream; yield one receipt per envelope, in the same order.
 
-        The envelopes are consumed lazily by a grpc thread. Stopping the iteration early
-        cancels the call (the partner still answers what it already stored, on a resend).
+        The envelopes are consumed lazily by a grpc thread and sent in batches of up to
+        `stream_batch` envelopes and `stream_batch_bytes` bytes (an envelope larger than that
+        travels alone); a batch is sent once it is full or the iterable is exhausted, so a
+        source that waits for receipts before yielding more needs `stream_batch=1`. Stopping
+        the iteration early cancels the call (the partner still answers what it already
+        stored, on a resend).
         """
-        call = self._stream(iter(raw_envelopes), timeout=timeout)
+        sizes: deque[int] = deque()
+        lock = threading.Lock()
+
+        def batches() -> Iterator[list[bytes]]:
+            batch: list[bytes] = []
+            size = 0
+            for raw in raw_envelopes:
+                if batch and (
+                    len(batch) >= self.stream_batch or size + len(raw) > self.stream_batch_bytes
+                ):
+                    with lock:
+                        sizes.append(len(batch))
+                    yield batch
+                    batch, size = [], 0
+                batch.append(raw)
+                size += len(raw)
+            if batch:
+                with lock:
+                    sizes.append(len(batch))
+                yield batch
+
+        call = self._stream(batches(), timeout=timeout)
         try:
-            yield from call
+            for answer in call:
+                receipts = self._read_receipts(answer)
+                with lock:
+                    expected = sizes.popleft() if sizes else 0
+                if len(receipts) != expected:
+                    raise TransportError(
+                        f"the partner answered a batch of {expected} envelope(s) with "
+                        f"{len(receipts)} receipt(s)",
+                        code=TRN_PROTOCOL,
+                        location=self.target,
+                    )
+                yield from receipts
         except grpc.RpcError as exc:
             raise _transport_error(exc, self.target, "Stream") from None
         finally:
             call.cancel()
+
+    def _read_receipts(self, answer: bytes) -> list[bytes]:
+        batch = pb.ReceiptBatch()
+        try:
+            batch.ParseFromString(answer)
+        except DecodeError as exc:
+            raise TransportError(
+                f"the partner's answer is not a ReceiptBatch: {exc}",
+                code=TRN_PROTOCOL,
+                location=self.target,
+            ) from None
+        receipts = list(batch.receipts)
+        if any(len(receipt) > self._max_receipt_bytes for receipt in receipts):
+            raise TransportError(
+                f"a receipt exceeds {self._max_receipt_bytes} bytes",
+                code=TRN_PROTOCOL,
+                location=self.target,
+            )
+        return receipts
 
     def close(self) -> None:
         self._channel.close()
@@ -132,6 +204,10 @@ class GrpcPartnerClient:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _serialize_batch(envelopes: list[bytes]) -> bytes:
+    return pb.EnvelopeBatch(envelopes=envelopes).SerializeToString()
 
 
 def message_id_of(raw_envelope: bytes) -> str:

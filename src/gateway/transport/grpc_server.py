@@ -14,8 +14,13 @@ whatever has arrived as a micro-batch (`node.receive_many`: one grouped commit, 
 the store's writer), instead of one node call per grpc thread (measured with 16 unary calls in
 flight: about 800 calls/s unbatched, 1,000-1,150 batched). An envelope's receipt is released
 only after its batch is committed; a stream's receipts are written strictly in the order of its
-envelopes. `batch_workers` batches may be checked at a time; 1 measured best on two cores (the
-GIL, not the signature math, is the limit: see bench/bench_grpc_stream.py).
+envelopes. `batch_workers` batches may be checked at a time.
+
+Streams carry batches (`EnvelopeBatch` in, `ReceiptBatch` out): gRPC's per-message cost in
+Python (about 125 us a message, measured) is paid once per batch instead of once per envelope.
+Each element of a batch is the exact bytes of one SignedEnvelope and is checked, stored and
+receipted on its own. A batch over `max_stream_batch` envelopes or `max_stream_batch_bytes`
+ends the call with RESOURCE_EXHAUSTED ("ENV_OVERSIZE: ..."); nothing of that batch is checked.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from typing import Any
 
 import grpc
 from cryptography import x509
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 import gateway._proto.gnc.v1.envelope_pb2 as envelope_pb2  # registers gnc.v1 for reflection
 from gateway.envelope.opened import Binding
-from gateway.errors import ConfigError, GatewayError, TransportError
+from gateway.errors import OVERSIZE, TRN_PROTOCOL, ConfigError, GatewayError, TransportError
 from gateway.model.codes import Administration
 from gateway.node import GatewayNode
 from gateway.transport.tls import TlsIdentity, is_loopback, server_credentials, split_host_port
@@ -48,6 +54,7 @@ SUBMIT_METHOD = f"/{SERVICE_NAME}/Submit"
 STREAM_METHOD = f"/{SERVICE_NAME}/Stream"
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 OVERSIZE_SLACK = 1024 * 1024  # read this much past the intake limit, to answer ENV_OVERSIZE
+MAX_STREAM_BATCH = 256  # envelopes in one EnvelopeBatch of a Stream, by default
 
 
 class _Stopping(TransportError):
@@ -97,18 +104,19 @@ class _StoreHealth(health.HealthServicer):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class _Item:
-    raw: bytes
+    raws: list[bytes]
     peer: Administration | None
-    answer: futures.Future[bytes]
+    answer: futures.Future[list[bytes]]  # one signed receipt per envelope of `raws`, in order
 
 
 class _Intake:
     """Every envelope the server receives, from unary calls and streams alike, goes through here.
 
-    Each of `workers` threads takes the next envelope and everything else that has arrived (up to
-    `max_batch`) as one batch; it checks the batch with `node.receive_many`, whose store write is
-    one grouped commit, and only then completes each envelope's future. Under load batches grow
-    by themselves; an idle server answers a lone envelope at once (no timer).
+    Each of `workers` threads takes the next item (one envelope of a Submit, or one batch of a
+    Stream) and everything else that has arrived (up to `max_batch` envelopes) as one batch; it
+    checks the batch with `node.receive_many`, whose store write is one grouped commit, and only
+    then completes each item's future. Under load batches grow by themselves; an idle server
+    answers a lone envelope at once (no timer).
     """
 
     def __init__(self, node: GatewayNode, *, workers: int, max_batch: int) -> None:
@@ -123,13 +131,13 @@ class _Intake:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, raw: bytes, peer: Administration | None) -> futures.Future[bytes]:
-        """Queue one envelope; the future holds its signed receipt once it is stored."""
-        answer: futures.Future[bytes] = futures.Future()
+    def submit(self, raws: list[bytes], peer: Administration | None) -> futures.Future[list[bytes]]:
+        """Queue envelopes; the future holds their signed receipts, in order, once stored."""
+        answer: futures.Future[list[bytes]] = futures.Future()
         if self._closed:
             answer.set_exception(_Stopping())
         else:
-            self._queue.put(_Item(raw, peer, answer))
+            self._queue.put(_Item(raws, peer, answer))
         return answer
 
     def close(self) -> None:
@@ -153,8 +161,9 @@ class _Intake:
             if item is None:
                 return
             batch = [item]
+            size = len(item.raws)
             end = False
-            while len(batch) < self._max_batch:
+            while size < self._max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -163,6 +172,7 @@ class _Intake:
                     end = True
                     break
                 batch.append(more)
+                size += len(more.raws)
             self._process(batch)
             if end:
                 return
@@ -172,23 +182,73 @@ class _Intake:
         for item in batch:
             by_peer.setdefault(item.peer, []).append(item)
         for peer, items in by_peer.items():
+            raws = [raw for item in items for raw in item.raws]
             try:
-                answers = self._node.receive_many(
-                    [item.raw for item in items], Binding.PROTOBUF, peer
-                )
-                if len(answers) != len(items):
-                    raise RuntimeError(f"{len(answers)} receipts for {len(items)} envelopes")
+                answers = self._node.receive_many(raws, Binding.PROTOBUF, peer)
+                if len(answers) != len(raws):
+                    raise RuntimeError(f"{len(answers)} receipts for {len(raws)} envelopes")
             except Exception as exc:
-                log.exception("checking a batch of %d envelopes failed", len(items))
+                log.exception("checking a batch of %d envelopes failed", len(raws))
                 for item in items:
                     item.answer.set_exception(exc)
                 continue
-            for item, answer in zip(items, answers, strict=True):
-                item.answer.set_result(answer)
+            start = 0
+            for item in items:
+                end = start + len(item.raws)
+                item.answer.set_result(answers[start:end])
+                start = end
+
+
+@dataclass(frozen=True)
+class _StreamLimits:
+    max_envelopes: int
+    max_bytes: int
+
+
+class _BatchRefused(Exception):
+    """A stream batch the server will not read: the call ends with this gRPC status."""
+
+    def __init__(self, status: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.status = status
+        self.details = details
+
+
+def _read_batch(raw: bytes, limits: _StreamLimits) -> list[bytes]:
+    """The envelopes of one EnvelopeBatch, each element's bytes exactly as received."""
+    if len(raw) > limits.max_bytes + 16 * limits.max_envelopes:  # framing of each element
+        raise _BatchRefused(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{OVERSIZE}: a stream batch of {len(raw)} bytes exceeds the limit of "
+            f"{limits.max_bytes} bytes",
+        )
+    batch = envelope_pb2.EnvelopeBatch()
+    try:
+        batch.ParseFromString(raw)
+    except DecodeError as exc:
+        raise _BatchRefused(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{TRN_PROTOCOL}: not an EnvelopeBatch: {exc}"
+        ) from None
+    envelopes = list(batch.envelopes)
+    if len(envelopes) > limits.max_envelopes:
+        raise _BatchRefused(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{OVERSIZE}: a stream batch of {len(envelopes)} envelopes exceeds the limit of "
+            f"{limits.max_envelopes}",
+        )
+    total = sum(len(envelope) for envelope in envelopes)
+    if total > limits.max_bytes:
+        raise _BatchRefused(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{OVERSIZE}: a stream batch of {total} envelope bytes exceeds the limit of "
+            f"{limits.max_bytes} bytes",
+        )
+    return envelopes
 
 
 class _StreamCall:
-    """One Stream call: a reader thread feeds the intake; receipts leave in envelope order."""
+    """One Stream call: a reader thread feeds the intake batch by batch; each batch's receipts
+    leave as one ReceiptBatch, in the order of the batches (and so of the envelopes)."""
 
     def __init__(
         self,
@@ -197,22 +257,33 @@ class _StreamCall:
         requests: Iterator[bytes],
         context: grpc.ServicerContext,
         window: int,
+        limits: _StreamLimits,
     ) -> None:
         self._intake = intake
         self._peer = peer
         self._requests = requests
         self._context = context
-        self._pending: queue.SimpleQueue[futures.Future[bytes] | None] = queue.SimpleQueue()
-        # Back-pressure: at most `window` envelopes read but not yet answered.
+        self._limits = limits
+        self._pending: queue.SimpleQueue[futures.Future[list[bytes]] | _BatchRefused | None] = (
+            queue.SimpleQueue()
+        )
+        # Back-pressure: at most `window` batches read but not yet answered.
         self._window = threading.Semaphore(window)
 
     def _read(self) -> None:
         try:
             for raw in self._requests:
+                try:
+                    envelopes = _read_batch(raw, self._limits)
+                except _BatchRefused as refused:
+                    self._pending.put(refused)
+                    return
+                if not envelopes:
+                    continue
                 while not self._window.acquire(timeout=0.5):
                     if not self._context.is_active():
                         return
-                self._pending.put(self._intake.submit(raw, self._peer))
+                self._pending.put(self._intake.submit(envelopes, self._peer))
         except grpc.RpcError:
             pass  # the client went away; what was read is still stored and answered if it can be
         except Exception:  # pragma: no cover - defensive: never lose the end marker
@@ -226,11 +297,18 @@ class _StreamCall:
             answer = self._pending.get()
             if answer is None:
                 return
-            yield _receipt_or_abort(answer, self._context)
+            if isinstance(answer, _BatchRefused):
+                log.info("stream batch refused: %s", answer.details)
+                self._context.abort(answer.status, answer.details)
+                return
+            receipts = _receipts_or_abort(answer, self._context)
+            yield envelope_pb2.ReceiptBatch(receipts=receipts).SerializeToString()
             self._window.release()
 
 
-def _receipt_or_abort(answer: futures.Future[bytes], context: grpc.ServicerContext) -> bytes:
+def _receipts_or_abort(
+    answer: futures.Future[list[bytes]], context: grpc.ServicerContext
+) -> list[bytes]:
     try:
         return answer.result()
     except Exception as exc:
@@ -248,8 +326,10 @@ class GrpcGatewayServer:
     plaintext, and only on a loopback address (benchmarks against a bare echo service).
 
     `max_workers` bounds the calls served at once (an open stream holds one for its lifetime);
-    `max_batch` the envelopes checked and committed together; `stream_window` the envelopes of
-    one stream read but not yet answered (back-pressure on a fast sender).
+    `max_batch` the envelopes checked and committed together; `stream_window` the batches of
+    one stream read but not yet answered (back-pressure on a fast sender); `max_stream_batch`
+    and `max_stream_batch_bytes` the envelopes and envelope bytes one stream batch may carry
+    (the bytes limit defaults to the intake's envelope size limit).
     """
 
     def __init__(
@@ -262,7 +342,9 @@ class GrpcGatewayServer:
         max_workers: int = 32,
         batch_workers: int = 1,
         max_batch: int = 64,
-        stream_window: int = 512,
+        stream_window: int = 8,
+        max_stream_batch: int = MAX_STREAM_BATCH,
+        max_stream_batch_bytes: int | None = None,
     ) -> None:
         host, _ = split_host_port(address)
         if tls is None and not insecure_loopback:
@@ -278,7 +360,14 @@ class GrpcGatewayServer:
                 f"plaintext gRPC is allowed on a loopback address only, not {host}",
                 location="grpc.address",
             )
-        if min(batch_workers, max_batch, stream_window) < 1 or max_workers < 2:
+        batch_bytes = (
+            node.limits.max_envelope_bytes
+            if max_stream_batch_bytes is None
+            else max_stream_batch_bytes
+        )
+        if min(batch_workers, max_batch, stream_window, max_stream_batch, batch_bytes) < 1 or (
+            max_workers < 2
+        ):
             raise ConfigError("gRPC worker and batch sizes must be positive", location="grpc")
         self.node = node
         self._address = address
@@ -287,6 +376,7 @@ class GrpcGatewayServer:
         self._batch_workers = batch_workers
         self._max_batch = max_batch
         self._stream_window = stream_window
+        self._stream_limits = _StreamLimits(max_stream_batch, batch_bytes)
         self._intake: _Intake | None = None
         hard_cap = node.limits.max_envelope_bytes + OVERSIZE_SLACK
         self._server = grpc.server(
@@ -394,9 +484,20 @@ class GrpcGatewayServer:
     def _submit(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
         peer = self._tls_peer(context)
         assert self._intake is not None  # started before the server takes calls
-        return _receipt_or_abort(self._intake.submit(raw, peer), context)
+        return _receipts_or_abort(self._intake.submit([raw], peer), context)[0]
 
     def _stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         peer = self._tls_peer(context)
         assert self._intake is not None
-        return _StreamCall(self._intake, peer, requests, context, self._stream_window).run()
+        return _StreamCall(
+            self._intake, peer, requests, context, self._stream_window, self._stream_limits
+        ).run()
+
+    # -- extra services (e.g. gnc.v1.Inquiry, transport.inquiry) -------------------------------
+    def add_service(self, handler: grpc.GenericRpcHandler) -> None:
+        """Serve another service on this server's port and mutual TLS; call before start()."""
+        self._server.add_generic_rpc_handlers((handler,))
+
+    def tls_peer(self, context: grpc.ServicerContext) -> Administration | None:
+        """The administration the caller's TLS certificate proves (aborts the call if none)."""
+        return self._tls_peer(context)

@@ -3,6 +3,7 @@ receipt whose signature, signer and subject were checked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,23 @@ class PartnerLink:
             message_id=message_id_of(self.binding, raw_envelope),
             sent=raw_envelope,
         )
+
+    def deliver_many(self, raw_envelopes: Sequence[bytes]) -> Iterator[VerifiedReceipt]:
+        """Send several sealed envelopes and yield each one's checked receipt, in order.
+
+        Over gRPC they share one stream call; over XML they go one request each. A failure
+        (transport, or a receipt that does not check) is raised where it happens: the receipts
+        yielded before it stand, the envelopes after it have no answer.
+        """
+        if self.binding is Binding.PROTOBUF:
+            from gateway.transport.grpc_client import GrpcPartnerClient, PartnerExchange
+
+            if isinstance(self.client, GrpcPartnerClient):
+                exchange = PartnerExchange(self.client, partner=self.partner, trust=self.trust)
+                yield from exchange.deliver_stream(raw_envelopes)
+                return
+        for raw in raw_envelopes:
+            yield self.deliver(raw)
 
     def close(self) -> None:
         self.client.close()

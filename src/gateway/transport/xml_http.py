@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -67,6 +68,7 @@ from gateway.trust.store import TrustedSigner, TrustStore
 log = logging.getLogger("gateway.transport.xml_http")
 
 ENVELOPES_PATH = "/gnc/v1/envelopes"
+INQUIRIES_PATH = "/gnc/v1/inquiries"  # request/answer (UB1 AEO query): see transport.inquiry
 HEALTH_PATH = "/healthz"
 XML_CONTENT_TYPES = frozenset({"application/xml", "text/xml"})
 PROBLEM_CONTENT_TYPE = "application/problem+xml"
@@ -367,7 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- methods --------------------------------------------------------------------------------
     def do_POST(self) -> None:
-        if self.path != ENVELOPES_PATH:
+        inquiry = self.server.owner.inquiry if self.path == INQUIRIES_PATH else None
+        if self.path != ENVELOPES_PATH and inquiry is None:
             self._not_found()
             return
         if not self._admissible():
@@ -381,7 +384,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.owner._disarm(self._token)
         try:
-            answer = self.server.owner.node.receive(body, Binding.XML, peer)
+            if inquiry is not None:
+                answer = inquiry(body, Binding.XML, peer)
+            else:
+                answer = self.server.owner.node.receive(body, Binding.XML, peer)
         except Exception:
             log.exception("XML listener: the node failed on an envelope from %s", peer.value)
             self.close_connection = True
@@ -482,6 +488,8 @@ class XmlHttpServer:
         self._httpd = _Server(self, (host, port))
         self._threads: list[threading.Thread] = []
         self._started = False
+        # POST /gnc/v1/inquiries: (request envelope, binding, TLS peer) -> signed answer envelope.
+        self.inquiry: Callable[[bytes, Binding, Administration], bytes] | None = None
 
     @property
     def stopping(self) -> bool:

@@ -1,0 +1,171 @@
+"""`gncgw outbox` (list, replay, discard the messages waiting for or refused by a partner) and
+`gncgw log list` (the message log: every envelope sent and received, with its receipt).
+
+Both open the message store named by the gateway configuration (store.url). They may run while
+`gncgw serve` runs on the same store: SQLite (WAL) lets them read and make short writes; a
+replayed message is picked up by the serving node's delivery worker at its next pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.model.codes import Administration
+from gateway.store.message_log import SqliteMessageLog
+from gateway.store.outbox import OutboundItem, OutboundState, SqliteOutbox
+from gateway.store.sqlite import SqliteDatabase
+
+
+@contextmanager
+def _database(config_path: Path) -> Iterator[SqliteDatabase]:
+    config = load_config(config_path)
+    if not config.store_path.exists():
+        raise ConfigError(
+            f"config error: store.url: no message store at {config.store_path} yet "
+            "(it is created when the gateway first runs)",
+            location=str(config.path),
+        )
+    database = SqliteDatabase(config.store_path)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+def _partner(code: str) -> Administration:
+    try:
+        return Administration(code.strip().upper())
+    except ValueError:
+        known = ", ".join(a.value for a in Administration)
+        raise ConfigError(
+            f"--partner {code!r} is not a known administration code (known: {known})",
+            location="--partner",
+        ) from None
+
+
+def _when(item: OutboundItem) -> str:
+    if item.state is OutboundState.DELIVERED and item.delivered_at is not None:
+        return f"delivered {item.delivered_at:%Y-%m-%dT%H:%M:%SZ}"
+    if item.state is OutboundState.PENDING:
+        return (
+            f"next {item.next_attempt:%Y-%m-%dT%H:%M:%SZ}"
+            if item.next_attempt is not None
+            else "next: now"
+        )
+    return f"since {item.last_attempt:%Y-%m-%dT%H:%M:%SZ}" if item.last_attempt else ""
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    partner = _partner(args.partner) if args.partner else None
+    with _database(args.config) as database:
+        outbox = SqliteOutbox(database)
+        items = outbox.list(args.state, partner, limit=args.limit)
+        counts = outbox.counts()
+    for item in items:
+        error = f"  {item.last_error_code}: {item.last_error}" if item.last_error_code else ""
+        print(
+            f"{item.message_id}  {item.partner.value}  {item.state.value:<9}  "
+            f"attempts={item.attempts}  {item.utility_block.value}/{item.message_type}  "
+            f"key={item.ordering_key}  {_when(item)}{error}"
+        )
+    print(
+        f"{len(items)} listed; outbox: "
+        + ", ".join(f"{state} {count}" for state, count in counts.items())
+    )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    if (args.message_id is None) == (not args.all_dead):
+        raise ConfigError(
+            "give a MESSAGE_ID, or --all-dead (optionally with --partner), not both",
+            location="gncgw outbox replay",
+        )
+    if args.partner and args.message_id:
+        raise ConfigError(
+            "--partner goes with --all-dead, not with a MESSAGE_ID", location="gncgw outbox replay"
+        )
+    partner = _partner(args.partner) if args.partner else None
+    with _database(args.config) as database:
+        count = SqliteOutbox(database).replay(args.message_id, partner)
+    scope = args.message_id or f"dead letters{f' to {partner.value}' if partner else ''}"
+    print(f"replayed {count} ({scope}): pending again, attempts reset")
+    return 0
+
+
+def _cmd_discard(args: argparse.Namespace) -> int:
+    with _database(args.config) as database:
+        SqliteOutbox(database).discard(args.message_id)
+    print(f"discarded {args.message_id}: later messages of its ordering key may now be delivered")
+    return 0
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    partner = _partner(args.partner).value if args.partner else None
+    with _database(args.config) as database:
+        entries = SqliteMessageLog(database).entries(partner=partner, limit=args.limit)
+    for e in entries:
+        code = f" {e.code}" if e.code else ""
+        receipt = f"receipt {len(e.receipt)} B" if e.receipt is not None else "no receipt"
+        print(
+            f"{e.seq}  {e.at:%Y-%m-%dT%H:%M:%S.%fZ}  {e.direction.value:<8}  "
+            f"{e.partner or '-':<2}  {e.message_id or '(unread)'}  "
+            f"{e.utility_block or '-'}/{e.message_type or '-'}  {e.binding.value}  "
+            f"{e.outcome.value}{code}  sha256={e.envelope_sha256.hex()}  {receipt}"
+        )
+    return 0
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="the gateway's TOML config"
+    )
+
+
+def register(subparsers: Any) -> None:
+    outbox = subparsers.add_parser(
+        "outbox",
+        help="list, replay or discard outbound messages (dead letters included)",
+        description="The outbox of the gateway's message store. A dead letter blocks later "
+        "messages of its ordering key until it is replayed or discarded.",
+    )
+    commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="list outbound messages, oldest first")
+    _config_option(listing)
+    listing.add_argument("--state", choices=[s.value for s in OutboundState])
+    listing.add_argument("--partner", metavar="CODE", help="e.g. US")
+    listing.add_argument("--limit", type=int, metavar="N", help="at most N messages")
+    listing.set_defaults(func=_cmd_list)
+
+    replay = commands.add_parser(
+        "replay", help="dead letters back to pending (attempts reset); the worker resends them"
+    )
+    _config_option(replay)
+    replay.add_argument("message_id", nargs="?", metavar="MESSAGE_ID")
+    replay.add_argument("--all-dead", action="store_true", help="every dead letter")
+    replay.add_argument("--partner", metavar="CODE", help="with --all-dead: only this partner's")
+    replay.set_defaults(func=_cmd_replay)
+
+    discard = commands.add_parser(
+        "discard", help="give up on a dead letter (it is kept; its ordering key moves on)"
+    )
+    _config_option(discard)
+    discard.add_argument("message_id", metavar="MESSAGE_ID")
+    discard.set_defaults(func=_cmd_discard)
+
+    log = subparsers.add_parser(
+        "log", help="the message log: every envelope sent and received, with its receipt"
+    )
+    log_commands = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
+    log_list = log_commands.add_parser("list", help="the newest log rows, oldest first")
+    _config_option(log_list)
+    log_list.add_argument("--partner", metavar="CODE", help="e.g. US")
+    log_list.add_argument("--limit", type=int, default=50, metavar="N", help="default 50")
+    log_list.set_defaults(func=_cmd_log)

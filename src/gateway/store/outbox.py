@@ -1,0 +1,430 @@
+"""The outbox: sealed envelopes waiting to be delivered to a partner, with their retry state.
+
+An exchange queues a message in the same unit of work that changes its own tables
+(`enqueue(conn, message)`: a transactional outbox), so a message is queued if and only if the
+change that caused it committed. The delivery worker (services.delivery) then takes what is
+*due*, sends the exact sealed bytes, and records the partner's verified receipt or the failure.
+Retries resend the same bytes, so the partner recognises a resend as a duplicate.
+
+Order. Messages with the same (partner, ordering_key) are delivered strictly in enqueue order:
+only the oldest undelivered message of a key (its *head*) is ever due. A later message waits
+while an earlier one is pending (also while it waits for its next retry) and while it is a
+*dead letter*: a dead letter blocks its key until an operator replays it (`replay`, back to
+pending with its attempts reset) or discards it (`discard`: the key moves on without it).
+Different keys do not wait for each other.
+
+States: pending -> delivered (with the receipt), pending -> dead (permanent refusal, or retries
+exhausted), dead -> pending (replay), dead -> discarded. Rows are never deleted here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from typing import Any
+
+from gateway.envelope.opened import Binding
+from gateway.errors import (
+    DLV_OUTBOX_STATE,
+    DLV_OUTBOX_UNKNOWN,
+    DUPLICATE_CONFLICT,
+    DeliveryError,
+    GatewayError,
+)
+from gateway.model.codes import Administration, UtilityBlock
+from gateway.store.sqlite import SqliteDatabase
+
+
+class OutboundState(StrEnum):
+    PENDING = "pending"  # to be delivered (now, or at its next attempt time)
+    DELIVERED = "delivered"  # the partner's verified ACCEPTED receipt is stored
+    DEAD = "dead"  # dead letter: refused for good, or retries exhausted; blocks its key
+    DISCARDED = "discarded"  # a dead letter an operator gave up on; no longer blocks its key
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What an exchange queues: one sealed envelope for one partner."""
+
+    message_id: str
+    partner: Administration
+    binding: Binding
+    ordering_key: str  # e.g. an authorisation number, or "full-list:<sync id>"
+    utility_block: UtilityBlock
+    message_type: str
+    envelope: bytes  # sealed, exact bytes; retries resend these same bytes
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """A queued message and its delivery state."""
+
+    seq: int  # enqueue order (global)
+    message_id: str
+    partner: Administration
+    binding: Binding
+    ordering_key: str
+    utility_block: UtilityBlock
+    message_type: str
+    envelope_sha256: bytes
+    state: OutboundState
+    attempts: int  # failed attempts so far
+    enqueued_at: datetime
+    next_attempt: datetime | None  # None: as soon as possible
+    last_attempt: datetime | None
+    last_error_code: str
+    last_error: str
+    delivered_at: datetime | None
+    envelope: bytes | None = None  # loaded by due() (to send it); list() leaves it out
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id      TEXT NOT NULL UNIQUE,
+    partner         TEXT NOT NULL,
+    binding         TEXT NOT NULL,
+    ordering_key    TEXT NOT NULL,
+    utility_block   TEXT NOT NULL,
+    message_type    TEXT NOT NULL,
+    envelope        BLOB NOT NULL,
+    envelope_sha256 BLOB NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'dead', 'discarded')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    enqueued_at     TEXT NOT NULL,
+    next_attempt    TEXT,
+    last_attempt    TEXT,
+    last_error_code TEXT NOT NULL DEFAULT '',
+    last_error      TEXT NOT NULL DEFAULT '',
+    receipt         BLOB,
+    delivered_at    TEXT
+);
+-- Messages that block their key (what the head check probes).
+CREATE INDEX IF NOT EXISTS outbox_blocking ON outbox (partner, ordering_key, seq)
+    WHERE state IN ('pending', 'dead');
+-- Messages of a partner in a state, in enqueue order (what due() walks for 'pending').
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, partner, seq);
+"""
+
+_COLUMNS = (
+    "seq, message_id, partner, binding, ordering_key, utility_block, message_type, "
+    "envelope_sha256, state, attempts, enqueued_at, next_attempt, last_attempt, "
+    "last_error_code, last_error, delivered_at"
+)
+
+
+# The head of each ordering key of a partner, if due: walks the partner's pending rows in
+# enqueue order (index outbox_state) and probes for an earlier blocker (index outbox_blocking).
+DUE_SQL = (
+    f"SELECT {_COLUMNS}, envelope FROM outbox AS o "
+    "WHERE o.partner = ? AND o.state = 'pending' "
+    "AND (o.next_attempt IS NULL OR o.next_attempt <= ?) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.partner = o.partner "
+    "AND e.ordering_key = o.ordering_key AND e.state IN ('pending', 'dead') "
+    "AND e.seq < o.seq) "
+    "ORDER BY o.seq LIMIT ?"
+)
+
+
+def create_schema(ddl: str, conn: sqlite3.Connection) -> None:
+    """Unit of work: run DDL statement by statement. (Not executescript: it COMMITs first,
+    which would end the writer's transaction under the unit's SAVEPOINT.)"""
+    statement = ""
+    for line in ddl.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip() and not statement.strip().startswith("--"):
+        raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
+
+
+def _ts(moment: datetime) -> str:
+    """A sortable UTC text timestamp (the same width always, so text order is time order)."""
+    if moment.tzinfo is None:
+        raise ValueError("outbox times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _item(row: Sequence[Any], envelope: bytes | None = None) -> OutboundItem:
+    enqueued = _parse(str(row[10]))
+    assert enqueued is not None
+    return OutboundItem(
+        seq=int(row[0]),
+        message_id=str(row[1]),
+        partner=Administration(str(row[2])),
+        binding=Binding(str(row[3])),
+        ordering_key=str(row[4]),
+        utility_block=UtilityBlock(str(row[5])),
+        message_type=str(row[6]),
+        envelope_sha256=bytes(row[7]),
+        state=OutboundState(str(row[8])),
+        attempts=int(row[9]),
+        enqueued_at=enqueued,
+        next_attempt=_parse(row[11]),
+        last_attempt=_parse(row[12]),
+        last_error_code=str(row[13]),
+        last_error=str(row[14]),
+        delivered_at=_parse(row[15]),
+        envelope=envelope,
+    )
+
+
+class SqliteOutbox:
+    """The outbox table of a SqliteDatabase (shared with the inbox and the exchanges' tables)."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        database.write(partial(create_schema, SCHEMA))
+        self.database = database
+
+    # -- queueing ------------------------------------------------------------------------------
+    def enqueue(
+        self, conn: sqlite3.Connection, message: OutboundMessage, *, now: datetime | None = None
+    ) -> None:
+        """Queue a message inside the caller's unit of work (it commits or rolls back with it).
+
+        The same message id with the same envelope bytes is a no-op (a retried unit of work);
+        with other bytes it is refused with DLV_DUPLICATE_CONFLICT.
+        """
+        digest = hashlib.sha256(message.envelope).digest()
+        cursor = conn.execute(
+            "INSERT INTO outbox (message_id, partner, binding, ordering_key, utility_block, "
+            "message_type, envelope, envelope_sha256, enqueued_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            (
+                message.message_id,
+                message.partner.value,
+                message.binding.value,
+                message.ordering_key,
+                message.utility_block.value,
+                message.message_type,
+                message.envelope,
+                digest,
+                _ts(now or datetime.now(UTC)),
+            ),
+        )
+        if cursor.rowcount == 1:
+            return
+        row = conn.execute(
+            "SELECT envelope_sha256, partner FROM outbox WHERE message_id = ?",
+            (message.message_id,),
+        ).fetchone()
+        if bytes(row[0]) != digest:
+            raise DeliveryError(
+                f"message {message.message_id} is already in the outbox (for {row[1]}) with "
+                "other envelope bytes; a message id names one envelope",
+                code=DUPLICATE_CONFLICT,
+                location=f"outbox:{message.message_id}",
+            )
+
+    def enqueue_all(self, messages: Sequence[OutboundMessage]) -> None:
+        """Queue messages in one unit of work of their own: all of them, or none."""
+
+        def unit(conn: sqlite3.Connection) -> None:
+            now = datetime.now(UTC)
+            for message in messages:
+                self.enqueue(conn, message, now=now)
+
+        self.database.write(unit)
+
+    # -- the worker's side ---------------------------------------------------------------------
+    def due(self, partner: Administration, now: datetime, limit: int) -> list[OutboundItem]:
+        """Up to `limit` messages of `partner` deliverable at `now`, in enqueue order, with
+        their envelopes: the head of each ordering key, if its next attempt time has come."""
+        rows = self.database.reader().execute(DUE_SQL, (partner.value, _ts(now), limit)).fetchall()
+        return [_item(row[:-1], bytes(row[-1])) for row in rows]
+
+    def mark_delivered(self, message_id: str, receipt: bytes, at: datetime) -> None:
+        """Record the partner's verified ACCEPTED receipt (only the worker knows it verified)."""
+        self.database.write(partial(mark_delivered_in, message_id, receipt, at))
+
+    def mark_failed(
+        self,
+        message_id: str,
+        error: GatewayError,
+        at: datetime,
+        next_attempt: datetime | None,
+        *,
+        receipt: bytes | None = None,
+    ) -> None:
+        """Count a failed attempt: retry at `next_attempt`, or (None) make it a dead letter.
+        A signed rejection receipt, if the partner sent one, is kept as proof of the refusal."""
+        self.database.write(
+            partial(mark_failed_in, message_id, error, at, next_attempt, receipt=receipt)
+        )
+
+    # -- operators -----------------------------------------------------------------------------
+    def list(
+        self,
+        state: OutboundState | str | None = None,
+        partner: Administration | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[OutboundItem]:
+        """Messages (without their envelopes) in enqueue order, optionally filtered."""
+        where: list[str] = []
+        params: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(OutboundState(state).value)
+        if partner is not None:
+            where.append("partner = ?")
+            params.append(partner.value)
+        sql = f"SELECT {_COLUMNS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_item(row) for row in self.database.reader().execute(sql, params).fetchall()]
+
+    def get(self, message_id: str) -> OutboundItem | None:
+        row = (
+            self.database.reader()
+            .execute(f"SELECT {_COLUMNS} FROM outbox WHERE message_id = ?", (message_id,))
+            .fetchone()
+        )
+        return _item(row) if row else None
+
+    def receipt_for(self, message_id: str) -> bytes | None:
+        """The partner's signed receipt stored with a message (accepted or, if dead, rejected)."""
+        row = (
+            self.database.reader()
+            .execute("SELECT receipt FROM outbox WHERE message_id = ?", (message_id,))
+            .fetchone()
+        )
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    def replay(self, message_id: str | None = None, partner: Administration | None = None) -> int:
+        """Dead letters back to pending, attempts reset, due at once; how many.
+
+        With a message id, that message must be a dead letter (DLV_OUTBOX_UNKNOWN_MESSAGE or
+        DLV_OUTBOX_STATE otherwise); without, every dead letter (of `partner`, if given).
+        """
+        return self.database.write(partial(_replay, message_id, partner))
+
+    def discard(self, message_id: str) -> None:
+        """Give up on a dead letter: it stays in the outbox as discarded; its key moves on."""
+        self.database.write(partial(_discard, message_id))
+
+    def counts(self) -> dict[str, int]:
+        """Messages per state (every state named, zero included)."""
+        out = {state.value: 0 for state in OutboundState}
+        rows = self.database.reader().execute("SELECT state, count(*) FROM outbox GROUP BY state")
+        for state, count in rows:
+            out[str(state)] = int(count)
+        return out
+
+
+# -- units of work (public so a caller can settle many messages in one commit) -------------------
+def _state_of(conn: sqlite3.Connection, message_id: str) -> OutboundState:
+    row = conn.execute("SELECT state FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise DeliveryError(
+            f"the outbox holds no message {message_id}",
+            code=DLV_OUTBOX_UNKNOWN,
+            location=f"outbox:{message_id}",
+        )
+    return OutboundState(str(row[0]))
+
+
+def mark_delivered_in(
+    message_id: str, receipt: bytes, at: datetime, conn: sqlite3.Connection
+) -> None:
+    """Unit of work: the message is delivered (from any state: a verified receipt is the truth)."""
+    _state_of(conn, message_id)
+    conn.execute(
+        "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_attempt = ?, "
+        "next_attempt = NULL WHERE message_id = ?",
+        (receipt, _ts(at), _ts(at), message_id),
+    )
+
+
+def mark_failed_in(
+    message_id: str,
+    error: GatewayError,
+    at: datetime,
+    next_attempt: datetime | None,
+    conn: sqlite3.Connection,
+    *,
+    receipt: bytes | None = None,
+) -> None:
+    """Unit of work: one failed attempt of a pending message; dead letter when no next attempt."""
+    state = _state_of(conn, message_id)
+    if state is not OutboundState.PENDING:
+        raise DeliveryError(
+            f"message {message_id} is {state.value}, not pending: no attempt can fail",
+            code=DLV_OUTBOX_STATE,
+            location=f"outbox:{message_id}",
+        )
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_attempt = ?, last_error_code = ?, "
+        "last_error = ?, next_attempt = ?, state = ?, receipt = coalesce(?, receipt) "
+        "WHERE message_id = ?",
+        (
+            _ts(at),
+            error.code,
+            str(error)[:2000],
+            _ts(next_attempt) if next_attempt is not None else None,
+            OutboundState.PENDING.value if next_attempt is not None else OutboundState.DEAD.value,
+            receipt,
+            message_id,
+        ),
+    )
+
+
+def _replay(
+    message_id: str | None, partner: Administration | None, conn: sqlite3.Connection
+) -> int:
+    reset = (
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt = NULL, receipt = NULL "
+        "WHERE state = 'dead'"
+    )
+    if message_id is not None:
+        state = _state_of(conn, message_id)
+        if state is not OutboundState.DEAD:
+            raise DeliveryError(
+                f"message {message_id} is {state.value}: only a dead letter can be replayed",
+                code=DLV_OUTBOX_STATE,
+                location=f"outbox:{message_id}",
+            )
+        return conn.execute(reset + " AND message_id = ?", (message_id,)).rowcount
+    if partner is not None:
+        return conn.execute(reset + " AND partner = ?", (partner.value,)).rowcount
+    return conn.execute(reset).rowcount
+
+
+def _discard(message_id: str, conn: sqlite3.Connection) -> None:
+    state = _state_of(conn, message_id)
+    if state is not OutboundState.DEAD:
+        raise DeliveryError(
+            f"message {message_id} is {state.value}: only a dead letter can be discarded",
+            code=DLV_OUTBOX_STATE,
+            location=f"outbox:{message_id}",
+        )
+    conn.execute("UPDATE outbox SET state = 'discarded' WHERE message_id = ?", (message_id,))
+
+
+__all__ = [
+    "SCHEMA",
+    "OutboundItem",
+    "OutboundMessage",
+    "OutboundState",
+    "SqliteOutbox",
+    "create_schema",
+    "mark_delivered_in",
+    "mark_failed_in",
+]
