@@ -96,7 +96,7 @@ class Gateway:
         return self.worker.run_until_idle(partner)
 
     def close(self) -> None:
-        self.worker.stop() if self.worker.running else None
+        self.worker.stop()  # also closes its partner links
         self.grpc.stop(grace=None)
         self.xml.stop()
         self.node.inbox.close()

@@ -60,3 +60,16 @@ def test_concurrent_writers_all_commit_and_survive_reopen(tmp_path: Path) -> Non
     again.close()
     with pytest.raises(DeliveryError):
         again.write(_insert("late", 1))
+
+
+def test_schemas_can_be_added_to_an_open_database(tmp_path: Path) -> None:
+    """A component joining a running database creates its tables inside a unit of work."""
+    db = SqliteDatabase(tmp_path / "db.sqlite", schemas=[DDL])
+    db.ensure_schema(
+        "CREATE TABLE IF NOT EXISTS u (k TEXT PRIMARY KEY);\n"
+        "CREATE TRIGGER IF NOT EXISTS u_no_delete BEFORE DELETE ON u\n"
+        "BEGIN SELECT RAISE(ABORT, 'append-only'); END;\n"
+    )
+    db.write(lambda conn: conn.execute("INSERT INTO u VALUES ('x')") and None)
+    assert db.reader().execute("SELECT k FROM u").fetchall() == [("x",)]
+    db.close()

@@ -18,13 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import partial
 from typing import Any
 
 from gateway.envelope.opened import Binding
 from gateway.model.codes import Administration
 from gateway.model.header import EnvelopeHeader, utc_now
-from gateway.store.outbox import create_schema
 from gateway.store.sqlite import SqliteDatabase
 
 Apply = Callable[[sqlite3.Connection], None]
@@ -141,7 +139,7 @@ class SqliteMessageLog:
     """The message_log table of a SqliteDatabase."""
 
     def __init__(self, database: SqliteDatabase) -> None:
-        database.write(partial(create_schema, SCHEMA))
+        database.ensure_schema(SCHEMA)
         self.database = database
 
     def record(self, entries: Sequence[LogEntry]) -> None:

@@ -132,19 +132,6 @@ DUE_SQL = (
 )
 
 
-def create_schema(ddl: str, conn: sqlite3.Connection) -> None:
-    """Unit of work: run DDL statement by statement. (Not executescript: it COMMITs first,
-    which would end the writer's transaction under the unit's SAVEPOINT.)"""
-    statement = ""
-    for line in ddl.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            conn.execute(statement)
-            statement = ""
-    if statement.strip() and not statement.strip().startswith("--"):
-        raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
-
-
 def _ts(moment: datetime) -> str:
     """A sortable UTC text timestamp (the same width always, so text order is time order)."""
     if moment.tzinfo is None:
@@ -186,7 +173,7 @@ class SqliteOutbox:
     """The outbox table of a SqliteDatabase (shared with the inbox and the exchanges' tables)."""
 
     def __init__(self, database: SqliteDatabase) -> None:
-        database.write(partial(create_schema, SCHEMA))
+        database.ensure_schema(SCHEMA)
         self.database = database
 
     # -- queueing ------------------------------------------------------------------------------
@@ -424,7 +411,6 @@ __all__ = [
     "OutboundMessage",
     "OutboundState",
     "SqliteOutbox",
-    "create_schema",
     "mark_delivered_in",
     "mark_failed_in",
 ]

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,19 @@ T = TypeVar("T")
 Unit = Callable[[sqlite3.Connection], Any]
 
 _STOP = object()
+
+
+def run_ddl(ddl: str, conn: sqlite3.Connection) -> None:
+    """Run DDL statement by statement. (Not executescript: it COMMITs first, which would end
+    the writer's transaction under the unit's SAVEPOINT.)"""
+    statement = ""
+    for line in ddl.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip() and not statement.strip().startswith("--"):
+        raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
 
 
 class SqliteDatabase:
@@ -80,8 +94,8 @@ class SqliteDatabase:
         return future.result()
 
     def ensure_schema(self, ddl: str) -> None:
-        """Create tables a component needs (idempotent DDL)."""
-        self.write(lambda conn: conn.executescript(ddl) and None)
+        """Create the tables a component needs (idempotent DDL), as a unit of work."""
+        self.write(partial(run_ddl, ddl))
 
     # -- reading ---------------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -117,7 +131,7 @@ class SqliteDatabase:
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
         for ddl in self._schemas:
-            conn.executescript(ddl)
+            run_ddl(ddl, conn)
         return conn
 
     def _run(self) -> None:
