@@ -16,5 +16,5 @@ def test_demo_runs_every_exchange_and_its_checks_hold(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "FAILED" not in done.stdout
-    assert done.stdout.count("[ok]") >= 8
+    assert done.stdout.count("[ok]") >= 17
     assert "demo ok" in done.stdout

@@ -17,17 +17,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
 from gateway.config import load_config
 from gateway.envelope.opened import Binding, new_header
+from gateway.model.aeo import AeoStatus
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import seal_envelope
+from gateway.store.aeo_store import AeoStore
+from gateway.store.sqlite import SqliteDatabase
 from gateway.testpki import init_test_pki
+from gateway.translate.eos_aeo import ExportKind, load_mapping_spec, write_eos_xml
+from gateway.translate.sample_aeo import generate_eos_export
 from gateway.transport.links import open_link
 
 CLI = [sys.executable, "-m", "gateway.cli"]
+ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
+US_PROFILE = ADAPTERS / "partners" / "us.toml"
+MAPPING = ADAPTERS / "mappings" / "eos-aeo.toml"
+AEO_COUNT = 300
 
 
 def _free_port() -> int:
@@ -36,7 +47,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(admin: str, partner: str, ports: dict[str, int], binding: str, endpoint: str) -> str:
+def _config(
+    admin: str,
+    partner: str,
+    ports: dict[str, int],
+    binding: str,
+    endpoint: str,
+    profile: Path | None = None,
+) -> str:
+    profile_line = f'profile = "{profile}"\n' if profile else ""
     return f"""# {admin} gateway, written by the demo
 [gateway]
 administration = "{admin}"
@@ -58,6 +77,9 @@ binding = "{binding}"
 endpoint = "{endpoint}"
 ca = "pki/{partner}/ca.pem"
 crl = "pki/{partner}/crl.pem"
+{profile_line}
+[delivery]
+poll_seconds = 0.2
 """
 
 
@@ -94,7 +116,7 @@ class Demo:
         (self.base / "eu").mkdir()
         (self.base / "us").mkdir()
         (self.base / "eu.toml").write_text(
-            _config("EU", "US", ports, "grpc", f"127.0.0.1:{ports['US-grpc']}")
+            _config("EU", "US", ports, "grpc", f"127.0.0.1:{ports['US-grpc']}", US_PROFILE)
         )
         (self.base / "us.toml").write_text(
             _config(
@@ -282,6 +304,116 @@ class Demo:
             done.returncode == 0 and "trusted for US" in done.stdout,
         )
 
+    # -- UB1: AEO mutual recognition -----------------------------------------------------------
+    def wait_delivered(self, what: str, timeout: float = 60.0) -> None:
+        """Until the EU gateway's delivery worker has emptied its outbox (or gave up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.base / "eu" / "inbox.db") as db:
+                states = dict(
+                    db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
+                )
+            if not states.get("pending"):
+                print(f"   outbox after {what}: {states}")
+                self.expect(f"{what}: every envelope delivered, none dead", not states.get("dead"))
+                return
+            time.sleep(0.2)
+        self.expect(f"{what}: delivered within {timeout:.0f} s", False)
+
+    def aeo(self) -> None:
+        spec = load_mapping_spec(MAPPING.read_bytes(), MAPPING.name)
+        self.step(f"UB1: the EU imports an EOS export of {AEO_COUNT} AEOs (gncgw aeo import)")
+        (self.base / "eos-export.xml").write_bytes(
+            generate_eos_export(AEO_COUNT, seed=2026, kind="xml", spec=spec)
+        )
+        done = self.run_cli("aeo", "import", "eos-export.xml", "--config", "eu.toml")
+        self.expect("the export was imported", done.returncode == 0)
+        print("   (only consenting AEOS/AEOF operators with a linked MID go to the US)")
+        self.wait_delivered("the import's notifications")
+
+        self.step("UB1: the full list to the US in signed parts, with its reconciliation summary")
+        done = self.run_cli("aeo", "sync", "--to", "US", "--config", "eu.toml", "--part-size", "50")
+        self.expect("the full list was queued", done.returncode == 0)
+        self.wait_delivered("the full list")
+
+        self.step("UB1: a suspension and a consent withdrawal (EOS change feed)")
+        eu_store = AeoStore(SqliteDatabase(self.base / "eu" / "inbox.db"), Administration.EU)
+        us_store = AeoStore(SqliteDatabase(self.base / "us" / "inbox.db"), Administration.US)
+        held = sorted(r.authorisation_number for r in us_store.records(Administration.EU))
+        suspended, withdrawn = (
+            next(iter(eu_store.find(Administration.EU, number))) for number in held[:2]
+        )
+        feed = [
+            replace(
+                suspended,
+                status=AeoStatus.SUSPENDED,
+                status_effective=date.today(),
+                status_reason="Suspended pending re-assessment",
+                version=suspended.version + 1,
+            ),
+            replace(
+                withdrawn,
+                status=AeoStatus.CONSENT_WITHDRAWN,
+                consent=False,
+                consent_date=date.today(),
+                status_effective=date.today(),
+                status_reason="Operator withdrew consent",
+                version=withdrawn.version + 1,
+            ),
+        ]
+        (self.base / "eos-changes.xml").write_bytes(write_eos_xml(feed, ExportKind.CHANGES, spec))
+        done = self.run_cli("aeo", "import", "eos-changes.xml", "--config", "eu.toml")
+        self.expect("the change feed was imported", done.returncode == 0)
+        self.wait_delivered("the suspension and the withdrawal")
+        us_now = {r.authorisation_number: r for r in us_store.records(Administration.EU)}
+        print(
+            f"   US holds {suspended.authorisation_number}: "
+            f"{us_now[suspended.authorisation_number].status.value}"
+        )
+        print(
+            f"   US holds {withdrawn.authorisation_number}: "
+            f"{'removed' if withdrawn.authorisation_number not in us_now else 'STILL THERE'}"
+        )
+        self.expect(
+            "the US holds the suspension, and nothing of the operator who withdrew consent",
+            us_now[suspended.authorisation_number].status is AeoStatus.SUSPENDED
+            and withdrawn.authorisation_number not in us_now,
+        )
+
+        self.step(
+            "UB1: the US asks the EU online: is this trader an AEO right now? (signed both ways)"
+        )
+        done = self.run_cli(
+            "aeo", "query", "--partner", "EU", "--config", "us.toml", suspended.holder_id
+        )
+        self.expect(
+            "the EU answers that the suspended operator is not an AEO now",
+            done.returncode == 3 and "SUSPENDED" in done.stdout,
+        )
+        granted = next(r for r in us_store.records(Administration.EU) if r.is_aeo)
+        done = self.run_cli(
+            "aeo", "query", "--partner", "EU", "--config", "us.toml", granted.holder_id
+        )
+        self.expect(
+            "the EU confirms a granted AEO and since when",
+            done.returncode == 0 and "is an AEO of EU since" in done.stdout,
+        )
+
+        self.step("UB1: reconciliation: both sides' summaries (count and digest per status)")
+        eu_view = self.run_cli("aeo", "summary", "--partner", "US", "--config", "eu.toml")
+        us_view = self.run_cli("aeo", "summary", "--partner", "EU", "--config", "us.toml")
+        self.expect(
+            "the US holds exactly the EU's list for the US (summaries agree)",
+            eu_view.returncode == 0
+            and us_view.returncode == 0
+            and _digests(eu_view.stdout) == _digests(us_view.stdout) != [],
+        )
+
+
+def _digests(summary_output: str) -> list[str]:
+    """The per-status lines (status, count, digest) of `gncgw aeo summary`."""
+    return [line.strip() for line in summary_output.splitlines() if line.startswith("  ")]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway.demo", description=__doc__)
@@ -295,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.setup()
         demo.exchanges()
         demo.stores()
+        demo.aeo()
     finally:
         demo.stop()
     print()

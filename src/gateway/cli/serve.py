@@ -24,8 +24,10 @@ from typing import Any
 from gateway.config import GatewayConfig, build_node, load_config
 from gateway.errors import ConfigError
 from gateway.node import GatewayNode
+from gateway.services.aeo import responder_for
 from gateway.services.delivery import DeliveryWorker
 from gateway.store.outbox import SqliteOutbox
+from gateway.transport.inquiry import serve_inquiries
 from gateway.transport.links import open_link
 from gateway.transport.xml_http import XmlHttpServer
 
@@ -64,12 +66,15 @@ class _Running:
 
 
 def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running) -> None:
+    # Online inquiries (e.g. "is this trader an AEO of yours?") answered from our own lists.
+    respond = responder_for(config, node.inbox.database).respond
     if config.listen.grpc is not None:
         from gateway.transport.grpc_server import GrpcGatewayServer
 
         grpc_server = GrpcGatewayServer(
             node, address=_address(*config.listen.grpc), tls=config.tls_identity
         )
+        serve_inquiries(respond, grpc_server=grpc_server)
         try:
             grpc_server.start()  # logs its listening line
         except ConfigError as error:
@@ -87,6 +92,7 @@ def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running
                 f"{exc.strerror or exc}",
                 location=str(config.path),
             ) from None
+        serve_inquiries(respond, xml_server=xml_server)
         xml_server.start()  # logs its listening line
         running.stops.append(xml_server.stop)
 
