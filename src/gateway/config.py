@@ -18,7 +18,7 @@ import logging
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -648,11 +648,17 @@ def build_node(config: GatewayConfig) -> GatewayNode:
     from gateway.store.aeo_store import AeoStore
 
     aeo_store = AeoStore(inbox.database, config.administration)
+    profiles = [(p.administration, p.profile) for p in config.partners if p.profile is not None]
+    limits = replace(
+        config.limits,
+        clock_skew_by_sender={a: prof.clock_skew for a, prof in profiles},
+        max_age_by_sender={a: prof.duplicate_window for a, prof in profiles},
+    )
     return GatewayNode(
         config.signing_identity,
         config.trust,
         inbox,
-        limits=config.limits,
+        limits=limits,
         message_log=SqliteMessageLog(inbox.database),
         handlers=ub1_handlers(aeo_store, max_payload_bytes=config.limits.max_envelope_bytes),
     )

@@ -7,7 +7,8 @@ message is believed before its signature verifies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.envelope import protobuf_binding
@@ -22,6 +23,16 @@ class IntakeLimits:
     max_envelope_bytes: int = 8 * 1024 * 1024
     clock_skew: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=7)  # older messages are replays unless re-sent afresh
+    # Per sender, from its partner profile: tolerated clock skew, and the duplicate window
+    # (message ids are remembered for ever; older created-at times are refused as replays).
+    clock_skew_by_sender: Mapping[Administration, timedelta] = field(default_factory=dict)
+    max_age_by_sender: Mapping[Administration, timedelta] = field(default_factory=dict)
+
+    def skew_for(self, sender: Administration) -> timedelta:
+        return self.clock_skew_by_sender.get(sender, self.clock_skew)
+
+    def max_age_for(self, sender: Administration) -> timedelta:
+        return self.max_age_by_sender.get(sender, self.max_age)
 
 
 DEFAULT_LIMITS = IntakeLimits()
@@ -60,16 +71,19 @@ def check_envelope(
             code=WRONG_RECEIVER,
             location="header.receiver",
         )
-    if header.created_at > now + limits.clock_skew:
+    skew = limits.skew_for(header.sender)
+    if header.created_at > now + skew:
         raise EnvelopeError(
-            f"created_at {header.created_at.isoformat()} is in the future beyond "
-            f"{limits.clock_skew}",
+            f"created_at {header.created_at.isoformat()} is in the future beyond {skew} "
+            f"(tolerance for {header.sender.value})",
             code=CLOCK_SKEW,
             location="header.created_at",
         )
-    if header.created_at < now - limits.max_age:
+    max_age = limits.max_age_for(header.sender)
+    if header.created_at < now - max_age:
         raise EnvelopeError(
-            f"created_at {header.created_at.isoformat()} is older than {limits.max_age}",
+            f"created_at {header.created_at.isoformat()} is older than {max_age} "
+            f"(duplicate window for {header.sender.value})",
             code=CLOCK_SKEW,
             location="header.created_at",
         )
