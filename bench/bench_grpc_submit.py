@@ -104,6 +104,8 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
     from gateway.transport.grpc_server import OVERSIZE_SLACK, SERVICE_NAME, GrpcGatewayServer
     from gateway.transport.tls import server_credentials
 
+    if os.environ.get("SWI"):
+        sys.setswitchinterval(float(os.environ["SWI"]))
     pki = TestPki(pki_root)
     trust = trust_store(pki_root)
     tls = TlsIdentity.from_files(pki.key_path("US", "tls"), pki.path("US", "tls"))

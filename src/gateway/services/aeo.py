@@ -8,15 +8,12 @@ Sending side (``AeoService``):
   StatusChanges envelopes and queues them in the outbox. The list and its notifications commit
   together or not at all; a bad export changes nothing and queues nothing.
 * ``full_sync`` queues the partner's view of the own list in parts of ``part_size`` records and
-  an end carrying the reconciliation summary, all under the ordering key
-  ``full-list:<sync id>``.
+  an end carrying the reconciliation summary.
 
-Deltas of one partner share the ordering key ``aeo-changes:<partner>``: the outbox delivers one
-key strictly in order, so changes of one AEO (and of all AEOs, across batches) arrive in the
-order they were made. A full list has its own key and may overtake or be overtaken by deltas
-queued at about the same time; the next delta or full list repairs that (a delta against a
-state the partner does not hold is refused with AEO_PREVIOUS_STATUS_MISMATCH and dead-lettered,
-which is the signal to resynchronise).
+Everything UB1 sends one partner, deltas and full lists, shares one ordering key
+``ub1:<partner>``: the outbox delivers a key strictly in order, so changes of one AEO (and of
+all AEOs, across batches) arrive in the order they were made, and a delta queued while a full
+list is on its way can neither overtake it nor be overwritten by its older snapshot.
 
 Receiving side (``Ub1InboundHandler``, registered on the node by config.build_node): decodes a
 UB1 payload (refusing malformed ones with their code), checks it against the stored list of
@@ -108,10 +105,9 @@ __all__ = [
     "ask_partner",
     "binding_of",
     "build_query",
-    "changes_key",
     "decode_payload",
     "form_for",
-    "full_list_key",
+    "ordering_key",
     "responder_for",
     "service_for",
     "ub1_handlers",
@@ -131,13 +127,9 @@ def form_for(binding: Binding) -> PayloadForm:
     return PayloadForm.PROTOBUF if binding is Binding.PROTOBUF else PayloadForm.XML
 
 
-def changes_key(partner: Administration) -> str:
-    """One ordering key per partner for deltas: delivered strictly in the order queued."""
-    return f"aeo-changes:{partner.value}"
-
-
-def full_list_key(sync_id: str) -> str:
-    return f"full-list:{sync_id}"
+def ordering_key(partner: Administration) -> str:
+    """One ordering key per partner for all UB1 traffic: delivered strictly in the order queued."""
+    return f"ub1:{partner.value}"
 
 
 @dataclass(frozen=True)
@@ -356,7 +348,7 @@ class AeoService:
                     partner.administration,
                 )  # fmt: skip
                 self.outbox.enqueue(
-                    conn, _outbound(partner, header, raw, changes_key(partner.administration)),
+                    conn, _outbound(partner, header, raw, ordering_key(partner.administration)),
                     now=now,
                 )  # fmt: skip
                 envelopes += 1
@@ -398,7 +390,7 @@ class AeoService:
         full = self.partner_full_list(code, as_of)
         sync_id = sync_id or str(uuid.uuid4())
         parts, end = full_list_parts(full, sync_id, self.part_size)
-        key = full_list_key(sync_id)
+        key = ordering_key(code)
         messages = []
         payloads: list[Payload] = [*parts, end]
         for payload in payloads:
