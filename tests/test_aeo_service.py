@@ -295,3 +295,28 @@ def test_full_list_over_xml(module_pki: testpki.TestPki, tmp_path: Path) -> None
     finally:
         eu.close()
         us.close()
+
+
+def test_a_change_queued_behind_a_full_list_is_not_overwritten_by_it(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    """Full lists and changes share one ordering key: the change lands after the snapshot."""
+    eu, us = pair
+    _import_and_sync(eu, us)
+    eu.service.full_sync(US)  # queued, not yet delivered: a snapshot of the current list
+    target = next(r for r in eu.store.records(EU) if _us_view(eu, r) and r.is_aeo)
+    suspension = replace(
+        target,
+        status=AeoStatus.SUSPENDED,
+        status_effective=date(2026, 3, 1),
+        status_reason="Suspended pending re-assessment",
+        version=target.version + 1,
+    )
+    eu.service.import_export(
+        write_eos_xml([suspension], ExportKind.CHANGES, mapping_spec()), source="changes.xml"
+    )
+    report = eu.deliver(US)
+    assert not report.dead
+    (held,) = us.store.find(EU, target.authorisation_number)
+    assert held.status is AeoStatus.SUSPENDED and held.version == target.version + 1
+    _summaries_agree(eu, us)
