@@ -277,12 +277,14 @@ class Demo:
 
     def stores(self) -> None:
         self.step("What each gateway stored (SQLite inbox: envelope and receipt, exact bytes)")
+        print("   (the PING messages; the EU gateway also sent the US its daily full AEO list,")
+        print("   still empty, when it started: that exchange is shown below)")
         counts = {}
         for admin in ("eu", "us"):
             with sqlite3.connect(self.base / admin / "inbox.db") as db:
                 rows = db.execute(
                     "SELECT message_id, sender, binding, length(envelope), length(receipt) "
-                    "FROM inbox ORDER BY stored_at"
+                    "FROM inbox WHERE message_type = 'PING' ORDER BY stored_at"
                 ).fetchall()
             counts[admin] = len(rows)
             for row in rows:
@@ -295,7 +297,9 @@ class Demo:
             counts == {"us": 2, "eu": 1},
         )
         with sqlite3.connect(self.base / "eu" / "inbox.db") as db:
-            envelope = db.execute("SELECT envelope FROM inbox").fetchone()[0]
+            envelope = db.execute(
+                "SELECT envelope FROM inbox WHERE message_type = 'PING'"
+            ).fetchone()[0]
         (self.base / "received-by-eu.xml").write_bytes(envelope)
         self.step("The XML envelope EU received, checked again by gncgw inspect")
         done = self.run_cli("inspect", "received-by-eu.xml", "--config", "eu.toml")

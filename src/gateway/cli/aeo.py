@@ -34,7 +34,8 @@ from gateway.translate.eos_aeo import ExportKind, MappingSpec, load_mapping_spec
 SPEC_NAME = Path("adapters") / "mappings" / "eos-aeo.toml"
 
 
-def _spec(config: GatewayConfig, given: str | None) -> MappingSpec:
+def mapping_spec_for(config: GatewayConfig, given: str | None) -> MappingSpec:
+    """The EOS mapping spec: the given file, or adapters/ beside the config or the source tree."""
     candidates = (
         [Path(given)]
         if given
@@ -56,8 +57,9 @@ class _Session:
         self.config = load_config(Path(args.config))
         self.node: GatewayNode = build_node(self.config)
         kwargs = {"part_size": part_size} if part_size else {}
+        spec = mapping_spec_for(self.config, args.mapping)
         self.service: AeoService = service_for(
-            self.config, self.node.inbox.database, _spec(self.config, args.mapping), **kwargs
+            self.config, self.node.inbox.database, spec, **kwargs
         )
 
     def __enter__(self) -> _Session:

@@ -97,6 +97,21 @@ def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running
         running.stops.append(xml_server.stop)
 
 
+def _start_full_list_schedule(config: GatewayConfig, node: GatewayNode, running: _Running) -> None:
+    """The daily full list to every partner whose profile has UB1 rules."""
+    if not any(p.profile is not None for p in config.partners):
+        return
+    from gateway.cli.aeo import mapping_spec_for
+    from gateway.services.aeo import service_for
+    from gateway.services.schedule import FullListSchedule
+
+    database = node.inbox.database
+    service = service_for(config, database, mapping_spec_for(config, None))
+    schedule = FullListSchedule(service, SqliteOutbox(database))
+    schedule.start()
+    running.stops.append(schedule.stop)
+
+
 def _delivery_worker(config: GatewayConfig, node: GatewayNode) -> DeliveryWorker:
     """The outbox worker for every configured partner, on the node's own store."""
     database = node.inbox.database
@@ -132,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         worker = _delivery_worker(config, node)
         worker.start()
         running.stops.append(worker.stop)  # stopped first: before the listeners and the store
+        _start_full_list_schedule(config, node, running)
         log.info(
             "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
             config.administration.value,

@@ -56,7 +56,13 @@ from gateway.errors import (
     registry,
 )
 from gateway.model.aeo import AeoRecord, AeoRejected, Problem
-from gateway.model.aeo_list import AeoChange, AeoList, ReconciliationSummary, summarise
+from gateway.model.aeo_list import (
+    AeoChange,
+    AeoList,
+    ReconciliationSummary,
+    SummaryBuilder,
+    summarise,
+)
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.header import EnvelopeHeader, utc_now
 from gateway.node import Apply, seal_envelope
@@ -85,7 +91,6 @@ from gateway.translate.aeo_exchange import (
     QueryRefused,
     StatusChanges,
     full_list_for,
-    full_list_parts,
     partner_list_to_eu,
 )
 from gateway.translate.eos_aeo import ExportKind, MappingSpec, parse_eos_export
@@ -385,26 +390,51 @@ class AeoService:
     def full_sync(
         self, code: Administration, *, as_of: date | None = None, sync_id: str | None = None
     ) -> SyncResult:
-        """Queue the partner's full list in parts and its end (one unit of work)."""
+        """Queue the partner's full list in parts and its end (one unit of work).
+
+        Streamed: the own list is read in authorisation-number order inside the unit (the
+        writer's view is the snapshot), each part sealed and queued as soon as it is full, the
+        summary built as the records go by; memory stays bounded however long the list.
+        """
         partner = self.partner(code)
-        full = self.partner_full_list(code, as_of)
+        as_of = as_of or self.clock().date()
         sync_id = sync_id or str(uuid.uuid4())
-        parts, end = full_list_parts(full, sync_id, self.part_size)
         key = ordering_key(code)
-        messages = []
-        payloads: list[Payload] = [*parts, end]
-        for payload in payloads:
-            header, raw = _seal(self.identity, partner.binding, payload, code)
-            messages.append(_outbound(partner, header, raw, key))
-        self.outbox.enqueue_all(messages)
-        return SyncResult(
-            code,
-            sync_id,
-            len(full.records),
-            len(parts),
-            full.summary,
-            tuple(m.message_id for m in messages),
-        )
+        profile = partner.profile
+
+        def unit(conn: sqlite3.Connection) -> SyncResult:
+            now = self.clock()
+            builder = SummaryBuilder()
+            message_ids: list[str] = []
+            chunk: list[AeoRecord] = []
+            count = 0
+
+            def queue(payload: Payload) -> None:
+                header, raw = _seal(self.identity, partner.binding, payload, code)
+                self.outbox.enqueue(conn, _outbound(partner, header, raw, key), now=now)
+                message_ids.append(header.message_id)
+
+            def flush() -> None:
+                queue(FullListPart(self.own, sync_id, as_of, len(message_ids) + 1, tuple(chunk)))
+                chunk.clear()
+
+            for record in self.store.iter_records(conn, self.own):
+                if not eligible_for(profile, record):
+                    continue
+                translated = to_partner(profile, record)
+                builder.add(translated)
+                chunk.append(translated)
+                count += 1
+                if len(chunk) >= self.part_size:
+                    flush()
+            if chunk:
+                flush()
+            parts = len(message_ids)
+            summary = builder.result()
+            queue(FullListEnd(self.own, sync_id, as_of, parts, summary))
+            return SyncResult(code, sync_id, count, parts, summary, tuple(message_ids))
+
+        return self.store.database.write(unit)
 
     # -- reads ----------------------------------------------------------------------------------
     def own_view_summary(self, code: Administration) -> ReconciliationSummary:

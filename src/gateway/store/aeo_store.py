@@ -244,6 +244,16 @@ class AeoStore:
         }
         return AeoList(MappingProxyType(records), MappingProxyType(removed))
 
+    @staticmethod
+    def iter_records(conn: sqlite3.Connection, owner: Administration) -> Iterator[AeoRecord]:
+        """A list's records in authorisation-number order, streamed from this connection."""
+        cursor = conn.execute(
+            "SELECT record FROM aeo_record WHERE owner = ? ORDER BY authorisation_number",
+            (owner.value,),
+        )
+        for (text,) in cursor:
+            yield record_from_json(text)
+
     # -- writing (inside a unit of work) --------------------------------------------------------
     def apply_changes(
         self,

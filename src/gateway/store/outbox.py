@@ -307,6 +307,18 @@ class SqliteOutbox:
         """Give up on a dead letter: it stays in the outbox as discarded; its key moves on."""
         self.database.write(partial(_discard, message_id))
 
+    def last_enqueued(self, partner: Administration, message_type: str) -> datetime | None:
+        """When a message of this type was last queued for the partner (for schedules)."""
+        row = (
+            self.database.reader()
+            .execute(
+                "SELECT max(enqueued_at) FROM outbox WHERE partner = ? AND message_type = ?",
+                (partner.value, message_type),
+            )
+            .fetchone()
+        )
+        return _parse(row[0]) if row and row[0] else None
+
     def counts(self) -> dict[str, int]:
         """Messages per state (every state named, zero included)."""
         out = {state.value: 0 for state in OutboundState}

@@ -53,10 +53,14 @@ class SqliteDatabase:
         schemas: Sequence[str] = (),
         synchronous: str = "FULL",
         max_batch: int = 512,
+        uri: bool = False,
     ) -> None:
+        """`uri`: `path` is an SQLite URI, e.g. ``file:NAME?mode=memory&cache=shared`` for an
+        in-memory database the writer and every reader share (not durable: tests, benches)."""
         if synchronous not in {"FULL", "NORMAL", "OFF", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous}")
         self.path = str(path)
+        self._uri = uri
         self._schemas = list(schemas)
         self._synchronous = synchronous
         self._max_batch = max_batch
@@ -102,7 +106,7 @@ class SqliteDatabase:
         """A read-only connection of the calling thread (readers never block the writer in WAL)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, check_same_thread=False)
+            conn = sqlite3.connect(self.path, check_same_thread=False, uri=self._uri)
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA busy_timeout = 10000")
             self._local.conn = conn
@@ -125,7 +129,9 @@ class SqliteDatabase:
 
     # -- the writer thread -----------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, uri=self._uri
+        )
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")

@@ -1,0 +1,390 @@
+"""Shared set-up of the UB1 benchmarks: an EU and a US gateway from configuration files.
+
+The US gateway (its node with the UB1 handlers, its gRPC server with mutual TLS, its store) runs
+in a child process (this file with --serve), so sender and receiver use separate interpreters;
+the EU side (AEO service, outbox, delivery worker, its store) runs in the benchmark process.
+Both gateways read config TOML files written here with a test PKI, the EU one linking the US
+partner profile adapters/partners/us.toml (only consenting AEOS/AEOF operators with a US MID
+are sent).
+
+Stores: "file" is the configured SQLite file (WAL, synchronous=FULL: durable on power loss);
+"memory" is an in-memory SQLite database (shared cache, so the writer thread and the readers
+see one database) on the same code path, for the durability benchmark.
+
+The EU own list is filled before timing: records from gateway.translate.sample_aeo (generated
+in two worker processes, one stream each, duplicates by authorisation number dropped) of which
+only those the US profile receives are kept, stored with AeoStore.replace in one unit. The
+generated records are cached under $TMPDIR/gnc-bench-ub1/ (pickled, keyed by count and seed),
+since generating ~2.8 million records to keep 1 million costs minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
+
+from gateway import testpki
+from gateway.config import GatewayConfig, load_config
+from gateway.model.aeo import AeoRecord
+from gateway.model.aeo_list import AeoChange, ReconciliationSummary
+from gateway.model.codes import Administration
+from gateway.node import GatewayNode
+from gateway.partners.profile import PartnerProfile, eligible_for, load_profile, to_partner
+from gateway.services.aeo import AeoService, _outbound, _seal, service_for, ub1_handlers
+from gateway.services.delivery import DeliveryWorker
+from gateway.store.aeo_store import AeoStore
+from gateway.store.inbox import SqliteInbox
+from gateway.store.message_log import SqliteMessageLog
+from gateway.store.outbox import SqliteOutbox, mark_delivered_in
+from gateway.store.sqlite import SqliteDatabase
+from gateway.translate.aeo_exchange import StatusChanges
+from gateway.translate.eos_aeo import load_mapping_spec
+from gateway.translate.sample_aeo import generate_records
+from gateway.transport.grpc_client import GrpcPartnerClient, PartnerExchange
+from gateway.transport.links import open_link
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+SPEC_PATH = ROOT / "adapters" / "mappings" / "eos-aeo.toml"
+US_PROFILE = ROOT / "adapters" / "partners" / "us.toml"
+EU, US = Administration.EU, Administration.US
+SEED = 20260115
+CACHE = Path(tempfile.gettempdir()) / "gnc-bench-ub1"
+ELIGIBLE_SHARE = 0.355  # of sample_aeo records the US profile receives (measured)
+
+
+# --- measuring memory ----------------------------------------------------------------------------
+def rss_kb(pid: int | str = "self") -> int:
+    """Resident set size (VmRSS) of a process, in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class PeakRss:
+    """Samples the RSS of some processes every `every` seconds while the block runs."""
+
+    def __init__(self, pids: Sequence[int | str], every: float = 0.2) -> None:
+        self.pids = list(pids)
+        self.peak = {pid: rss_kb(pid) for pid in self.pids}
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_kb(pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for pid in self.pids:
+            self.peak[pid] = max(self.peak[pid], rss_kb(pid))
+
+
+# --- the records ---------------------------------------------------------------------------------
+def us_profile() -> PartnerProfile:
+    return load_profile(US_PROFILE.read_text(), US_PROFILE.name)
+
+
+def _generate_share(count: int, seed: int) -> bytes:
+    """Worker: the first `count` records of the stream `seed` the US profile receives."""
+    profile = us_profile()
+    kept: list[AeoRecord] = []
+    total = int(count / ELIGIBLE_SHARE * 1.1) + 1000
+    for record in generate_records(total, seed):
+        if eligible_for(profile, record):
+            kept.append(record)
+            if len(kept) == count:
+                break
+    return pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def eligible_records(count: int, seed: int = SEED) -> tuple[list[AeoRecord], float, bool]:
+    """`count` distinct EU AEO records the US profile receives; (records, seconds, from cache)."""
+    CACHE.mkdir(exist_ok=True)
+    cached = CACHE / f"eligible-{count}-{seed}.pickle"
+    started = time.perf_counter()
+    if cached.exists():
+        records: list[AeoRecord] = pickle.loads(cached.read_bytes())
+        return records, time.perf_counter() - started, True
+    share = count // 2 + count // 50 + 100  # a little more: duplicates across streams drop
+    with futures.ProcessPoolExecutor(2) as pool:
+        blobs = list(pool.map(_generate_share, [share, share], [seed, seed + 1]))
+    seen: set[str] = set()
+    records = []
+    for blob in blobs:
+        for record in pickle.loads(blob):
+            if record.authorisation_number not in seen:
+                seen.add(record.authorisation_number)
+                records.append(record)
+    if len(records) < count:
+        raise RuntimeError(f"only {len(records)} distinct records for {count}")
+    records = records[:count]
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+    partial.replace(cached)
+    return records, time.perf_counter() - started, False
+
+
+# --- configuration -------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config_text(pki: testpki.TestPki, own: str, partner: str, grpc_port: int,
+                 partner_port: int, profile: Path | None) -> str:  # fmt: skip
+    def pem(admin: str, stem: str) -> str:
+        return str(pki.path(admin, stem))
+
+    profile_line = f'profile = "{profile}"\n' if profile else ""
+    return f"""[gateway]
+administration = "{own}"
+signing_key = "{pki.key_path(own, "signing")}"
+signing_cert = "{pem(own, "signing")}"
+tls_key = "{pki.key_path(own, "tls")}"
+tls_cert = "{pem(own, "tls")}"
+
+[store]
+url = "sqlite:///{own.lower()}.db"
+
+[listen]
+grpc = "127.0.0.1:{grpc_port}"
+
+[[partners]]
+administration = "{partner}"
+binding = "grpc"
+endpoint = "127.0.0.1:{partner_port}"
+ca = "{pem(partner, "ca")}"
+crl = "{pem(partner, "crl")}"
+{profile_line}"""
+
+
+def write_configs(work: Path) -> tuple[Path, Path]:
+    """A test PKI and the EU and US configuration files in `work`; (eu.toml, us.toml)."""
+    pki = testpki.init_test_pki(work / "pki", ("EU", "US"))
+    eu_port, us_port = free_port(), free_port()
+    eu = work / "eu" / "eu.toml"
+    us = work / "us" / "us.toml"
+    for path in (eu, us):
+        path.parent.mkdir()
+    eu.write_text(_config_text(pki, "EU", "US", eu_port, us_port, US_PROFILE))
+    us.write_text(_config_text(pki, "US", "EU", us_port, eu_port, None))
+    return eu, us
+
+
+# --- a gateway's stores and node -----------------------------------------------------------------
+def open_database(config: GatewayConfig, store: str) -> SqliteDatabase:
+    """The configured SQLite file (synchronous=FULL), or an in-memory database ("memory")."""
+    if store == "memory":
+        name = f"file:gnc-{config.administration.value}-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        return SqliteDatabase(name, uri=True)
+    if store != "file":
+        raise ValueError(f"store must be 'file' or 'memory', not {store!r}")
+    return SqliteDatabase(config.store_path, synchronous="FULL")
+
+
+def node_on(config: GatewayConfig, database: SqliteDatabase) -> GatewayNode:
+    """What config.build_node builds, on the given database."""
+    return GatewayNode(
+        config.signing_identity,
+        config.trust,
+        SqliteInbox(database=database),
+        limits=config.limits,
+        message_log=SqliteMessageLog(database),
+        handlers=ub1_handlers(
+            AeoStore(database, config.administration),
+            max_payload_bytes=config.limits.max_envelope_bytes,
+        ),
+    )
+
+
+@dataclass
+class EuSide:
+    config: GatewayConfig
+    database: SqliteDatabase
+    node: GatewayNode
+    service: AeoService
+    worker: DeliveryWorker
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.database.close()
+
+
+def eu_side(config_path: Path, store: str, part_size: int) -> EuSide:
+    config = load_config(config_path)
+    database = open_database(config, store)
+    node = node_on(config, database)
+    spec = load_mapping_spec(SPEC_PATH.read_bytes(), SPEC_PATH.name)
+    service = service_for(config, database, spec, part_size=part_size)
+    worker = DeliveryWorker(
+        SqliteOutbox(database),
+        lambda partner: open_link(config, partner),
+        partners=[US],
+        message_log=node.message_log,
+    )
+    return EuSide(config, database, node, service, worker)
+
+
+def fill_own_list(side: EuSide, records: Sequence[AeoRecord], chunk: int = 100_000) -> None:
+    """Store the records as the EU own list (chunked units; the rows are then the snapshot)."""
+    store = side.service.store
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+
+        def unit(conn: object, part: Sequence[AeoRecord] = part) -> None:
+            for record in part:
+                store._put(conn, EU, record, fresh=True)  # type: ignore[arg-type]
+
+        side.database.write(unit)
+
+
+# --- the US gateway, in a child process ----------------------------------------------------------
+@dataclass(frozen=True)
+class UsServer:
+    pid: int
+    process: subprocess.Popen[str]
+
+    def ask(self, command: str) -> dict[str, object]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        answer: dict[str, object] = json.loads(self.process.stdout.readline())
+        return answer
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+
+@contextmanager
+def us_server(config_path: Path, store: str) -> Iterator[UsServer]:
+    args = [sys.executable, str(HERE), "--serve", str(config_path), "--store", store]
+    child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"the US gateway did not start: {line!r}")
+        yield UsServer(child.pid, child)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _serve(config_path: Path, store: str) -> None:
+    """Child: the US gateway's gRPC server until stdin closes; answers commands on stdin."""
+    from gateway.transport.grpc_server import GrpcGatewayServer
+
+    config = load_config(config_path)
+    database = open_database(config, store)
+    node = node_on(config, database)
+    assert config.listen.grpc is not None
+    server = GrpcGatewayServer(
+        node, address=f"127.0.0.1:{config.listen.grpc[1]}", tls=config.tls_identity
+    )
+    server.start()
+    aeo = AeoStore(database, config.administration)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        answer: dict[str, object] = {"rss_kb": rss_kb()}
+        if command == "summary":
+            gc.collect()
+            answer["count"] = aeo.count(EU)
+            answer["summary"] = summary_json(aeo.summary(EU))
+            answer["accepted"] = node.stats.accepted
+            answer["rejected"] = node.stats.rejected
+        print(json.dumps(answer), flush=True)
+    server.stop(grace=None)
+    database.close()
+
+
+def summary_json(summary: ReconciliationSummary) -> list[list[object]]:
+    return [[e.status.value, e.count, e.sha256.hex()] for e in summary.entries]
+
+
+# --- the unary baseline --------------------------------------------------------------------------
+def unary_baseline(
+    side: EuSide, records: Sequence[AeoRecord], in_flight: int = 16
+) -> tuple[float, int]:
+    """The same exchange one record per envelope, one unary Submit each, `in_flight` at once.
+
+    Timed: each record translated for the partner and sealed in its own StatusChanges envelope
+    (an ADDED change), all queued in the outbox in one unit; then `in_flight` threads each send
+    one envelope per unary Submit, verify the signed receipt (signature, signer trusted for US,
+    message id, digest) and mark the message delivered with its receipt (grouped commits), as
+    the US gateway verifies, stores and applies each before answering. (records/s, accepted)
+    """
+    service = side.service
+    partner = service.partner(US)
+    outbox = service.outbox
+    started = time.perf_counter()
+    messages = []
+    for record in records:
+        payload = StatusChanges(EU, (AeoChange.added(to_partner(partner.profile, record)),))
+        header, raw = _seal(service.identity, partner.binding, payload, US)
+        messages.append(_outbound(partner, header, raw, f"baseline:{record.authorisation_number}"))
+    outbox.enqueue_all(messages)
+    settings = side.config.partner(US)
+    client = GrpcPartnerClient(settings.endpoint, tls=side.config.client_tls(US))
+    exchange = PartnerExchange(client, partner=US, trust=side.config.trust)
+    accepted = 0
+
+    def send(raw: bytes) -> bool:
+        verified = exchange.deliver(raw)
+        if verified.accepted:
+            now = dt.datetime.now(dt.UTC)
+            side.database.write(
+                lambda conn: mark_delivered_in(verified.receipt.message_id, verified.raw, now, conn)
+            )
+        return verified.accepted
+
+    with futures.ThreadPoolExecutor(in_flight) as pool:
+        accepted = sum(pool.map(send, [m.envelope for m in messages]))
+    elapsed = time.perf_counter() - started
+    client.close()
+    return len(records) / elapsed, accepted
+
+
+def main_serve(argv: Sequence[str]) -> None:
+    cli = argparse.ArgumentParser()
+    cli.add_argument("--serve", type=Path, required=True)
+    cli.add_argument("--store", choices=("file", "memory"), default="file")
+    args = cli.parse_args(list(argv))
+    _serve(args.serve, args.store)
+
+
+if __name__ == "__main__":
+    main_serve(sys.argv[1:])

@@ -1,0 +1,78 @@
+"""The daily full list: each partner's full AEO list is queued again when its profile's
+`ub1.full_list_interval_hours` has passed since the last one (and at once if none was ever sent),
+so the partner can prove every day, by the reconciliation summary, that it holds our list."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from gateway.errors import GatewayError
+from gateway.model.codes import Administration
+from gateway.model.header import utc_now
+from gateway.services.aeo import AeoService, SyncResult
+from gateway.store.outbox import SqliteOutbox
+from gateway.translate.aeo_exchange import MessageType
+
+log = logging.getLogger("gateway.services.schedule")
+
+
+class FullListSchedule:
+    def __init__(
+        self,
+        service: AeoService,
+        outbox: SqliteOutbox,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        check_seconds: float = 60.0,
+    ) -> None:
+        self.service = service
+        self.outbox = outbox
+        self.clock = clock
+        self.check_seconds = check_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def due(self, now: datetime) -> list[Administration]:
+        """Partners whose full list is due: none queued yet, or the last is an interval old."""
+        out = []
+        for code, partner in self.service.partners.items():
+            interval = partner.profile.ub1.full_list_interval
+            last = self.outbox.last_enqueued(code, MessageType.FULL_LIST_END.value)
+            if last is None or now - last >= interval:
+                out.append(code)
+        return out
+
+    def run_once(self) -> list[SyncResult]:
+        results = []
+        for code in self.due(self.clock()):
+            try:
+                result = self.service.full_sync(code)
+            except GatewayError as error:
+                log.error("full list for %s not queued: %s", code.value, error)
+                continue
+            log.info(
+                "full list %s for %s queued: %d records in %d part(s)",
+                result.sync_id,
+                code.value,
+                result.records,
+                result.parts,
+            )
+            results.append(result)
+        return results
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="full-list-schedule", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.check_seconds)
