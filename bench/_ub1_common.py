@@ -8,25 +8,29 @@ partner profile adapters/partners/us.toml (only consenting AEOS/AEOF operators w
 are sent).
 
 Stores: "file" is the configured SQLite file (WAL, synchronous=FULL: durable on power loss);
-"memory" is an in-memory SQLite database (shared cache, so the writer thread and the readers
-see one database) on the same code path, for the durability benchmark.
+"memory" is an in-memory SQLite database (``file:/NAME?vfs=memdb``: one database the writer
+thread and the readers share, without shared-cache mode, which measured ~1.5x slower) on the
+same code path, for the durability benchmark.
 
 The EU own list is filled before timing: records from gateway.translate.sample_aeo (generated
 in two worker processes, one stream each, duplicates by authorisation number dropped) of which
-only those the US profile receives are kept, stored with AeoStore.replace in one unit. The
-generated records are cached under $TMPDIR/gnc-bench-ub1/ (pickled, keyed by count and seed),
-since generating ~2.8 million records to keep 1 million costs minutes.
+only those the US profile receives are kept, stored with the AEO store's own row writer in a
+child process into an SQLite file cached under $TMPDIR/gnc-bench-ub1/ (keyed by count and
+seed: generating ~2.8 million records to keep 1 million costs minutes), then copied into the
+EU gateway's store by SQL, so the benchmark process never holds the records.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import json
 import os
 import pickle
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,7 +54,7 @@ from gateway.node import GatewayNode
 from gateway.partners.profile import PartnerProfile, eligible_for, load_profile, to_partner
 from gateway.services.aeo import AeoService, _outbound, _seal, service_for, ub1_handlers
 from gateway.services.delivery import DeliveryWorker
-from gateway.store.aeo_store import AeoStore
+from gateway.store.aeo_store import AeoStore, record_from_json
 from gateway.store.inbox import SqliteInbox
 from gateway.store.message_log import SqliteMessageLog
 from gateway.store.outbox import SqliteOutbox, mark_delivered_in
@@ -124,14 +128,8 @@ def _generate_share(count: int, seed: int) -> bytes:
     return pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def eligible_records(count: int, seed: int = SEED) -> tuple[list[AeoRecord], float, bool]:
-    """`count` distinct EU AEO records the US profile receives; (records, seconds, from cache)."""
-    CACHE.mkdir(exist_ok=True)
-    cached = CACHE / f"eligible-{count}-{seed}.pickle"
-    started = time.perf_counter()
-    if cached.exists():
-        records: list[AeoRecord] = pickle.loads(cached.read_bytes())
-        return records, time.perf_counter() - started, True
+def _eligible_records(count: int, seed: int) -> list[AeoRecord]:
+    """`count` distinct EU AEO records the US profile receives (two generator streams)."""
     share = count // 2 + count // 50 + 100  # a little more: duplicates across streams drop
     with futures.ProcessPoolExecutor(2) as pool:
         blobs = list(pool.map(_generate_share, [share, share], [seed, seed + 1]))
@@ -144,11 +142,49 @@ def eligible_records(count: int, seed: int = SEED) -> tuple[list[AeoRecord], flo
                 records.append(record)
     if len(records) < count:
         raise RuntimeError(f"only {len(records)} distinct records for {count}")
-    records = records[:count]
-    partial = cached.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
-    partial.replace(cached)
-    return records, time.perf_counter() - started, False
+    return records[:count]
+
+
+def _fill(path: Path, count: int, seed: int) -> None:
+    """Child: an SQLite file holding the EU own list of `count` eligible records."""
+    records = _eligible_records(count, seed)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    database = SqliteDatabase(partial, synchronous="OFF")
+    store = AeoStore(database, EU)
+    for start in range(0, len(records), 50_000):
+        chunk = records[start : start + 50_000]
+
+        def unit(conn: sqlite3.Connection, chunk: Sequence[AeoRecord] = chunk) -> None:
+            for record in chunk:
+                store._put(conn, EU, record, fresh=True)
+
+        database.write(unit)
+    database.close()
+    with contextlib.closing(sqlite3.connect(partial)) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+    partial.replace(path)
+
+
+def own_list_file(count: int, seed: int = SEED) -> tuple[Path, float, bool]:
+    """An SQLite file with the EU own list of `count` records the US profile receives, built
+    (in a child process) the first time and cached; (path, seconds, whether it was cached)."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"eu-own-list-{count}-{seed}.sqlite"
+    if path.exists():
+        return path, 0.0, True
+    started = time.perf_counter()
+    args = [str(HERE), "--fill", str(path), "--count", str(count), "--seed", str(seed)]
+    subprocess.run([sys.executable, *args], check=True)
+    return path, time.perf_counter() - started, False
+
+
+def sample_records(path: Path, count: int) -> list[AeoRecord]:
+    """The first `count` records of a cached own list, in authorisation-number order."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(
+            "SELECT record FROM aeo_record ORDER BY authorisation_number LIMIT ?", (count,)
+        ).fetchall()
+    return [record_from_json(text) for (text,) in rows]
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -203,7 +239,7 @@ def write_configs(work: Path) -> tuple[Path, Path]:
 def open_database(config: GatewayConfig, store: str) -> SqliteDatabase:
     """The configured SQLite file (synchronous=FULL), or an in-memory database ("memory")."""
     if store == "memory":
-        name = f"file:gnc-{config.administration.value}-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        name = f"file:/gnc-{config.administration.value}-{uuid.uuid4().hex}?vfs=memdb"
         return SqliteDatabase(name, uri=True)
     if store != "file":
         raise ValueError(f"store must be 'file' or 'memory', not {store!r}")
@@ -253,17 +289,19 @@ def eu_side(config_path: Path, store: str, part_size: int) -> EuSide:
     return EuSide(config, database, node, service, worker)
 
 
-def fill_own_list(side: EuSide, records: Sequence[AeoRecord], chunk: int = 100_000) -> None:
-    """Store the records as the EU own list (chunked units; the rows are then the snapshot)."""
-    store = side.service.store
-    for start in range(0, len(records), chunk):
-        part = records[start : start + chunk]
-
-        def unit(conn: object, part: Sequence[AeoRecord] = part) -> None:
-            for record in part:
-                store._put(conn, EU, record, fresh=True)  # type: ignore[arg-type]
-
-        side.database.write(unit)
+def load_own_list(side: EuSide, path: Path) -> int:
+    """Copy a cached own list into the EU store (rows and identifier index), as SQL."""
+    database = side.database
+    uri = database.path.startswith("file:")
+    with contextlib.closing(sqlite3.connect(database.path, isolation_level=None, uri=uri)) as conn:
+        cached = f"file:{path}?mode=ro&vfs=unix" if uri else str(path)
+        conn.execute("ATTACH DATABASE ? AS cached", (cached,))
+        conn.execute("BEGIN IMMEDIATE")
+        count = conn.execute("INSERT INTO aeo_record SELECT * FROM cached.aeo_record").rowcount
+        conn.execute("INSERT INTO aeo_identifier SELECT * FROM cached.aeo_identifier")
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE cached")
+    return int(count)
 
 
 # --- the US gateway, in a child process ----------------------------------------------------------
@@ -378,13 +416,19 @@ def unary_baseline(
     return len(records) / elapsed, accepted
 
 
-def main_serve(argv: Sequence[str]) -> None:
+def main_child(argv: Sequence[str]) -> None:
     cli = argparse.ArgumentParser()
-    cli.add_argument("--serve", type=Path, required=True)
+    cli.add_argument("--serve", type=Path)
     cli.add_argument("--store", choices=("file", "memory"), default="file")
+    cli.add_argument("--fill", type=Path)
+    cli.add_argument("--count", type=int, default=0)
+    cli.add_argument("--seed", type=int, default=SEED)
     args = cli.parse_args(list(argv))
-    _serve(args.serve, args.store)
+    if args.fill is not None:
+        _fill(args.fill, args.count, args.seed)
+    else:
+        _serve(args.serve, args.store)
 
 
 if __name__ == "__main__":
-    main_serve(sys.argv[1:])
+    main_child(sys.argv[1:])

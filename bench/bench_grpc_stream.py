@@ -5,8 +5,10 @@ One US gateway server (GrpcGatewayServer, SQLite WAL synchronous=FULL) in a chil
 process is the EU client (GrpcPartnerClient). Unary: 16 calls in flight, as bench_grpc_submit.
 Stream: one Stream call carrying the whole corpus in EnvelopeBatch messages of
 GrpcPartnerClient.STREAM_BATCH envelopes (each element the exact bytes of one sealed envelope,
-verified, trust-checked, stored and receipted on its own, with its own signed receipt); one
-receipt per envelope back, in order. All
+verified, trust-checked, stored and receipted on its own); one receipt per envelope back, in
+order. The receipts of a checked batch are signed with one ES256 signature over their RFC 9162
+Merkle tree, each receipt carrying its inclusion proof, so each verifies on its own (the sample
+below is verified that way: signature, proof, signer, id and digest). All
 envelopes are signed before timing starts, with unique message ids; after timing every receipt is
 checked to be ACCEPTED for its envelope, in order, and a sample is fully verified. The bare
 grpcio echo stream rate (same layout, same TLS, the same batches echoed) is printed as the ceiling
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
             f"{len(corpus)} EU->US envelopes of {len(corpus[0])} bytes signed in "
             f"{time.perf_counter() - started:.1f} s before timing; {security}; server in a child "
             "process, the client here; store SQLite WAL synchronous=FULL; stream batches of "
-            f"{STREAM_BATCH} envelopes",
+            f"{STREAM_BATCH} envelopes; stream receipts signed per batch (Merkle proof each), "
+            "unary receipts signed one by one",
             flush=True,
         )
         with submit.server_process("echo", pki_root, work / "unused.db", args.insecure) as server:

@@ -121,19 +121,18 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ub1-sync-") as tmp:
         work = Path(tmp)
         eu_config, us_config = c.write_configs(work)
-        records, seconds, cached = c.eligible_records(args.records)
-        how = "read from the cache" if cached else "generated with sample_aeo in 2 processes"
-        print(
-            f"{len(records)} EU AEO records the US profile receives {how} in {seconds:.1f} s",
-            flush=True,
-        )
+        own_list, seconds, cached = c.own_list_file(args.records)
+        how = "cached" if cached else f"generated with sample_aeo and stored in {seconds:.1f} s"
+        print(f"EU own list of {args.records} records the US profile receives: {how}", flush=True)
+        sample = c.sample_records(own_list, args.unary)
         side = c.eu_side(eu_config, "file", args.part_size)
         try:
             started = time.perf_counter()
-            c.fill_own_list(side, records)
-            sample = records[: args.unary]
-            del records
-            print(f"EU own list stored in {time.perf_counter() - started:.1f} s", flush=True)
+            c.load_own_list(side, own_list)
+            print(
+                f"EU own list copied into the EU store in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             with c.us_server(us_config, "file") as server:
                 unary, accepted = c.unary_baseline(side, sample)
                 if accepted != len(sample):
@@ -152,7 +151,8 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
     growth = max(figures["sender_rss_growth_mb"], figures["sender_rss_peak_growth_mb"])
     verdict = "MEETS" if growth < TARGET_RSS_MB else "MISSES"
     print(
-        f"sender RSS growth (peak):  {growth:8.0f} MB  ({verdict} the target < {TARGET_RSS_MB:.0f} MB)",
+        f"sender RSS growth (peak):  {growth:8.0f} MB  "
+        f"({verdict} the target < {TARGET_RSS_MB:.0f} MB)",
         flush=True,
     )
     return {"unary_records_per_s": unary, **figures, "ratio_full_sync_over_unary": ratio}

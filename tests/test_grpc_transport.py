@@ -182,6 +182,19 @@ def test_submit_is_stored_and_answered_with_a_receipt_signed_by_us(
     assert us.inbox.count() == before + 1
     assert us.inbox.envelope_for(receipt.message_id) == raw  # the exact bytes received
     assert us.inbox.receipt_for(receipt.message_id) == answer
+    assert not pb.SignedReceipt.FromString(answer).HasField("proof")  # unary: signed alone
+
+
+def test_concurrent_submits_are_each_signed_alone(
+    pki: Pki, trust: TrustStore, us: Gateway, eu_to_us: GrpcPartnerClient
+) -> None:
+    """Unary calls checked in one batch still get one signature per receipt (no proof)."""
+    raws = [envelope(pki.identity("EU")) for _ in range(24)]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(eu_to_us.submit, raws))
+    for raw, answer in zip(raws, answers, strict=True):
+        assert check(answer, trust, raw).accepted
+        assert not pb.SignedReceipt.FromString(answer).HasField("proof")
 
 
 def test_resend_is_answered_with_the_first_receipt(
@@ -434,6 +447,10 @@ def test_stream_answers_every_envelope_in_order(
     for raw, answer in zip(raws, answers, strict=True):
         verified = check(answer, trust, raw)  # names this envelope's id and digest: in order
         assert verified.accepted
+    # Signed per batch: each receipt carries its inclusion proof under one batch signature.
+    signed = [pb.SignedReceipt.FromString(answer) for answer in answers]
+    assert all(s.HasField("proof") for s in signed)
+    assert len({s.jws for s in signed}) < len(signed) // 10
     assert us.inbox.count() == before + 200
     assert all(us.inbox.envelope_for(message_id_of(raw)) == raw for raw in raws)
 

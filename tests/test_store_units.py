@@ -73,3 +73,18 @@ def test_schemas_can_be_added_to_an_open_database(tmp_path: Path) -> None:
     db.write(lambda conn: conn.execute("INSERT INTO u VALUES ('x')") and None)
     assert db.reader().execute("SELECT k FROM u").fetchall() == [("x",)]
     db.close()
+
+
+def test_an_in_memory_uri_database_is_shared_by_writer_and_readers(tmp_path: Path) -> None:
+    name = f"file:units-{id(tmp_path)}?mode=memory&cache=shared"
+    db = SqliteDatabase(name, schemas=[DDL], uri=True)
+    db.write_each([_insert("a", 1), _insert("b", -1)])
+    seen: list[object] = []
+    reader = threading.Thread(
+        target=lambda: seen.extend(db.reader().execute("SELECT k, v FROM t").fetchall())
+    )
+    reader.start()
+    reader.join()
+    assert seen == [("a", 1)]
+    assert not any(tmp_path.iterdir()) and not Path(name).exists()  # nothing on disk
+    db.close()

@@ -30,10 +30,17 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.envelope.intake import IntakeLimits
 from gateway.envelope.keys import SigningIdentity, load_identity
-from gateway.errors import ConfigError, DeliveryError, GatewayError, ProfileError
+from gateway.errors import (
+    ConfigError,
+    DeliveryError,
+    GatewayError,
+    HandlingRulesError,
+    ProfileError,
+)
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.node import GatewayNode
+from gateway.partners.handling import HandlingRules, load_handling_rules
 from gateway.partners.profile import PartnerProfile, load_profile
 from gateway.store.inbox import SqliteInbox
 from gateway.store.message_log import SqliteMessageLog
@@ -80,6 +87,9 @@ class PartnerConfig:
     # The partner's profile (agreement, UB1 rules, retry policy, delivery rules), if linked.
     profile: PartnerProfile | None = field(default=None, compare=False)
     profile_path: Path | None = None
+    # UB3 handling rules (adapters/handling/*.toml): what this partner may be sent, if linked.
+    handling: HandlingRules | None = field(default=None, compare=False)
+    handling_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,7 @@ _PARTNER = (
     "signers",
     "tls_server_name",
     "profile",
+    "handling",
 )
 _DELIVERY = ("poll_seconds",)
 _SIGNER = ("cert", "until")
@@ -551,6 +562,7 @@ def _partner(
 
     server_name = r.string(table, key, "tls_server_name", required=False) or None
     profile_path, profile = _profile(r, key, table, admin, binding)
+    handling_path, handling = _handling(r, key, table, admin)
     trust = PartnerTrust(admin, tuple(anchors), tuple(crls), allowed, require_crl=require_crl)
     roots_pem = b"".join(a.public_bytes(serialization.Encoding.PEM) for a in anchors)
     partner = PartnerConfig(
@@ -564,6 +576,8 @@ def _partner(
         tls_server_name=server_name,
         profile=profile,
         profile_path=profile_path,
+        handling=handling,
+        handling_path=handling_path,
     )
     return partner, trust, roots_pem
 
@@ -602,6 +616,31 @@ def _profile(
             f"{profile.transport.binding.value!r} in the profile {path} ({key}.profile)",
         )
     return path, profile
+
+
+def _handling(
+    r: _Reader, key: str, table: Mapping[str, Any], admin: Administration
+) -> tuple[Path | None, HandlingRules | None]:
+    """The UB3 handling rules a [[partners]] table links to; they must be this partner's."""
+    if "handling" not in table:
+        return None, None
+    path, data = r.file(table["handling"], f"{key}.handling")
+    try:
+        rules = load_handling_rules(data.decode("utf-8"), path.name)
+    except UnicodeDecodeError as exc:
+        r.fail(f"{key}.handling", f"{path} is not UTF-8: {exc}")
+    except HandlingRulesError as error:
+        raise HandlingRulesError(
+            f"config error: {key}.handling: {error.message}",
+            code=error.code,
+            location=error.location,
+        ) from None
+    if rules.administration is not admin:
+        r.fail(
+            f"{key}.handling",
+            f"{path} holds the handling rules of {rules.administration.value}, not {admin.value}",
+        )
+    return path, rules
 
 
 def _poll_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
@@ -654,11 +693,20 @@ def build_node(config: GatewayConfig) -> GatewayNode:
         clock_skew_by_sender={a: prof.clock_skew for a, prof in profiles},
         max_age_by_sender={a: prof.duplicate_window for a, prof in profiles},
     )
+    # UB3 records are stored with their label (kept for the sender's handling-rules retention);
+    # feedback must answer a record this gateway sent.
+    from gateway.services.risk import ub3_handlers
+    from gateway.store.risk_store import RiskStore
+
+    handlers: dict[Any, Any] = dict(
+        ub1_handlers(aeo_store, max_payload_bytes=config.limits.max_envelope_bytes)
+    )
+    handlers.update(ub3_handlers(RiskStore(inbox.database, config.administration), config))
     return GatewayNode(
         config.signing_identity,
         config.trust,
         inbox,
         limits=limits,
         message_log=SqliteMessageLog(inbox.database),
-        handlers=ub1_handlers(aeo_store, max_payload_bytes=config.limits.max_envelope_bytes),
+        handlers=handlers,
     )

@@ -320,3 +320,112 @@ DLV_OUTBOX_STATE = _code(
     "The outbox message is not in the state the operation needs (only a dead letter can be "
     "replayed or discarded; only a pending message can fail an attempt).",
 )
+
+
+# --- UB3 risk information ------------------------------------------------------------------------
+class RiskError(GatewayError):
+    """A UB3 record, form, exchange or handling rule check failed; nothing of it was sent."""
+
+    code = _code(
+        "RISK_RECORD_INVALID", "A risk information record field is missing or breaks its rule."
+    )
+
+
+RISK_UNKNOWN_AREA = _code(
+    "RISK_UNKNOWN_AREA", "The risk area is not in the UB3 code list of common risk areas."
+)
+RISK_COMMODITY_CODE_INVALID = _code(
+    "RISK_COMMODITY_CODE_INVALID",
+    "A commodity code is not an HS code of 6, 8 or 10 digits with a valid chapter.",
+)
+RISK_COUNTRY_INVALID = _code(
+    "RISK_COUNTRY_INVALID", "A country is not an ISO 3166-1 alpha-2 code, or a route is malformed."
+)
+RISK_TRANSPORT_MODE_INVALID = _code(
+    "RISK_TRANSPORT_MODE_INVALID", "A transport mode is not a UN/ECE Recommendation 19 code (0-9)."
+)
+RISK_CONTAINER_ID_INVALID = _code(
+    "RISK_CONTAINER_ID_INVALID",
+    "A container id is not an ISO 6346 number (owner code, category U/J/Z, serial, check digit).",
+)
+RISK_VALIDITY_EXPIRED = _code(
+    "RISK_VALIDITY_EXPIRED", "The record's validity period has ended: it is neither sent nor kept."
+)
+RISK_NO_AGREEMENT = _code(
+    "RISK_NO_AGREEMENT",
+    "No UB3 handling rules are configured for this partner: nothing is sent to it.",
+)
+RISK_MESSAGE_NOT_AGREED = _code(
+    "RISK_MESSAGE_NOT_AGREED", "The handling rules do not allow this UB3 message to this partner."
+)
+RISK_AREA_NOT_CLEARED = _code(
+    "RISK_AREA_NOT_CLEARED", "The partner is not cleared to receive this risk area."
+)
+RISK_LABEL_ABOVE_CLEARANCE = _code(
+    "RISK_LABEL_ABOVE_CLEARANCE",
+    "The handling label is above the highest label the partner is cleared for.",
+)
+RISK_PERSONAL_DATA_FORBIDDEN = _code(
+    "RISK_PERSONAL_DATA_FORBIDDEN",
+    "The record holds personal data of natural persons and the agreement forbids sending it.",
+)
+RISK_NOT_ORIGINATOR = _code(
+    "RISK_NOT_ORIGINATOR",
+    "Only the originating administration sends its risk information (no onward sharing).",
+)
+RISK_UNKNOWN_REFERENCE = _code(
+    "RISK_UNKNOWN_REFERENCE",
+    "Feedback or a read names a risk information reference this gateway does not hold.",
+)
+RISK_PAYLOAD_MALFORMED = _code(
+    "RISK_PAYLOAD_MALFORMED", "A UB3 payload cannot be decoded or lacks a required part."
+)
+RISK_FORM_INVALID = _code(
+    "RISK_FORM_INVALID", "A CRMS risk form is not valid against its schema or the model."
+)
+
+
+class HandlingRulesError(ConfigError):
+    """A UB3 handling rules file (adapters/handling) is invalid; the gateway does not start."""
+
+    code = _code("HDL_INVALID", "A UB3 handling rules value breaks its rule.")
+
+
+HDL_UNKNOWN_KEY = _code(
+    "HDL_UNKNOWN_KEY", "A handling rules file has a key the gateway does not know."
+)
+HDL_MISSING_KEY = _code("HDL_MISSING_KEY", "A handling rules file lacks a required key.")
+HDL_WRONG_TYPE = _code("HDL_WRONG_TYPE", "A handling rules value has the wrong TOML type.")
+HDL_UNKNOWN_CODE = _code(
+    "HDL_UNKNOWN_CODE",
+    "A handling rules file names an unknown administration, risk area, label, message or field.",
+)
+HDL_NOT_TOML = _code("HDL_NOT_TOML", "A handling rules file is not valid TOML.")
+
+
+# --- conformance suites (runner, reports, promotion) -------------------------------------------
+class ConformanceError(GatewayError):
+    """A conformance suite, run or promotion is refused before or instead of running."""
+
+    code = _code(
+        "CNF_SUITE_INVALID",
+        "A conformance suite file does not parse or breaks a rule (unknown exchange, binding, "
+        "outcome, generator or key); nothing ran.",
+    )
+
+
+CNF_SUITE_INVALID = ConformanceError.code
+CNF_VERSION_MISMATCH = _code(
+    "CNF_VERSION_MISMATCH",
+    "A conformance suite's version is not the agreement version of the partner profile it tests.",
+)
+CNF_TARGET_INVALID = _code(
+    "CNF_TARGET_INVALID",
+    "A conformance target is not grpc://HOST:PORT or an https:// URL, or the tester's identity "
+    "and trust are missing.",
+)
+CNF_PROMOTION_REFUSED = _code(
+    "CNF_PROMOTION_REFUSED",
+    "A staging link was not promoted: no recorded run of its suite passed at the profile's "
+    "version (the message names the failing cases).",
+)

@@ -138,6 +138,40 @@ def verify_partner_receipt(
     return VerifiedReceipt(receipt, signer, raw_receipt)
 
 
+@dataclass(frozen=True)
+class CheckedBatch:
+    """Envelopes checked and receipted by `GatewayNode.check_many`, not yet stored."""
+
+    raws: list[bytes]
+    binding: Binding
+    tls_peer: Administration | None
+    answers: list[bytes | None]
+    pending: list[tuple[int, Accepted, bytes, Apply | None]]  # to store: index, envelope, receipt
+    later: list[LogEntry]
+
+
+def merge_checked(batches: Sequence[CheckedBatch]) -> CheckedBatch:
+    """Checked batches of one binding and TLS peer as one, to be stored in one commit."""
+    first = batches[0]
+    if len(batches) == 1:
+        return first
+    if any(b.binding is not first.binding or b.tls_peer != first.tls_peer for b in batches):
+        raise ValueError("only batches of one binding and TLS peer can be stored together")
+    raws: list[bytes] = []
+    answers: list[bytes | None] = []
+    pending: list[tuple[int, Accepted, bytes, Apply | None]] = []
+    later: list[LogEntry] = []
+    for batch in batches:
+        offset = len(raws)
+        raws.extend(batch.raws)
+        answers.extend(batch.answers)
+        pending.extend(
+            (offset + i, acc, receipt, apply) for i, acc, receipt, apply in batch.pending
+        )
+        later.extend(batch.later)
+    return CheckedBatch(raws, first.binding, first.tls_peer, answers, pending, later)
+
+
 @dataclass
 class NodeStats:
     accepted: int = 0
@@ -179,39 +213,83 @@ class GatewayNode:
         return self.receive_many([raw], binding, tls_peer)[0]
 
     def receive_many(
-        self, raws: Sequence[bytes], binding: Binding, tls_peer: Administration | None = None
+        self,
+        raws: Sequence[bytes],
+        binding: Binding,
+        tls_peer: Administration | None = None,
+        *,
+        batch_receipts: bool = False,
     ) -> list[bytes]:
-        """The same for a batch: checks each, stores all that pass in one grouped commit."""
+        """The same for a batch: checks each, stores all that pass in one grouped commit.
+
+        `batch_receipts` (protobuf binding only; a Stream's batch): the receipts issued for the
+        batch are signed with one signature over their Merkle tree, each with its own inclusion
+        proof (receipts.seal_receipts); otherwise each receipt is signed alone.
+        """
+        return self.finish_receive(
+            self.check_many(raws, binding, tls_peer, batch_receipts=batch_receipts)
+        )
+
+    def check_many(
+        self,
+        raws: Sequence[bytes],
+        binding: Binding,
+        tls_peer: Administration | None = None,
+        *,
+        batch_receipts: bool = False,
+    ) -> CheckedBatch:
+        """The first half of `receive_many`: check and receipt each envelope, store nothing.
+
+        Its answers may not leave the node before `finish_receive` (which stores the accepted
+        ones) returns them: a transport can check the next batch while this one commits.
+        """
         now = self.clock()
         answers: list[bytes | None] = [None] * len(raws)
-        pending: list[tuple[int, Accepted, bytes]] = []
-        applies: list[Apply | None] = []
-        later: list[LogEntry] = []  # duplicates and refusals; stored ones log in their own unit
+        # Receipts issued in this pass, in batch order: (index, receipt, accepted, apply, error).
+        issued: list[tuple[int, Receipt, Accepted | None, Apply | None, GatewayError | None]] = []
         for index, raw in enumerate(raws):
             try:
                 accepted = self._check(raw, binding, tls_peer, now)
             except GatewayError as error:
-                answers[index] = self._reject(raw, binding, error, tls_peer, log_to=later)
+                receipt = self._rejection(raw, error, tls_peer)
+                issued.append((index, receipt, None, None, error))
                 continue
             try:
                 apply = self._prepare(accepted)
             except GatewayError as error:
-                header = accepted.envelope.header
-                answers[index] = self._reject(raw, binding, error, tls_peer, header, log_to=later)
+                receipt = self._rejection(raw, error, tls_peer, accepted.envelope.header)
+                issued.append((index, receipt, accepted, None, error))
                 continue
             receipt = receipts_mod.accepted_receipt(accepted.envelope, self.administration)
-            pending.append((index, accepted, seal_receipt(binding, receipt, self.identity)))
-            applies.append(apply)
+            issued.append((index, receipt, accepted, apply, None))
+        sealed = self._seal_all(binding, [entry[1] for entry in issued], batch_receipts)
+        pending: list[tuple[int, Accepted, bytes, Apply | None]] = []
+        later: list[LogEntry] = []  # duplicates and refusals; stored ones log in their own unit
+        for (index, _, accepted_or_none, apply, refusal), answer in zip(
+            issued, sealed, strict=True
+        ):
+            answers[index] = answer
+            if refusal is not None:
+                known = accepted_or_none.envelope.header if accepted_or_none else None
+                self._log_rejection(later, raws[index], binding, answer, refusal, tls_peer, known)
+            else:
+                assert accepted_or_none is not None
+                pending.append((index, accepted_or_none, answer, apply))
+        return CheckedBatch(list(raws), binding, tls_peer, answers, pending, later)
+
+    def finish_receive(self, checked: CheckedBatch) -> list[bytes]:
+        """Store what `check_many` accepted (one grouped commit); the answers, in batch order."""
+        raws, binding, tls_peer = checked.raws, checked.binding, checked.tls_peer
+        answers, pending, later = checked.answers, checked.pending, checked.later
         if pending:
             records = [
-                self._record(raws[i], acc, receipt, apply)
-                for (i, acc, receipt), apply in zip(pending, applies, strict=True)
+                self._record(raws[i], acc, receipt, apply) for i, acc, receipt, apply in pending
             ]
             try:
                 results = self.inbox.put_each(records)
             except DeliveryError as error:
                 # Nothing was stored: no acceptance may leave this node.
-                for index, accepted, _ in pending:
+                for index, accepted, _, _ in pending:
                     answers[index] = self._reject(
                         raws[index],
                         binding,
@@ -221,7 +299,7 @@ class GatewayNode:
                         log_to=later,
                     )
                 results = []
-            for (index, accepted, _), result in zip(pending, results, strict=False):
+            for (index, accepted, _, _), result in zip(pending, results, strict=False):
                 if isinstance(result, PutResult):
                     if result.outcome is PutOutcome.DUPLICATE:
                         self.stats.duplicates += 1
@@ -300,6 +378,51 @@ class GatewayNode:
             ),
         )
 
+    def _rejection(
+        self,
+        raw: bytes,
+        error: GatewayError,
+        tls_peer: Administration | None,
+        header: EnvelopeHeader | None = None,
+    ) -> Receipt:
+        """The (unsigned) rejection receipt for `error`, counted and logged."""
+        self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
+        log.info("rejected envelope: %s", error)
+        return receipts_mod.rejection_receipt(
+            raw,
+            error,
+            self.administration,
+            message_id=header.message_id if header else "",
+            recipient=header.sender if header else tls_peer,
+        )
+
+    def _seal_all(self, binding: Binding, receipts: list[Receipt], batch: bool) -> list[bytes]:
+        if batch and binding is Binding.PROTOBUF:
+            return receipts_mod.seal_receipts(receipts, self.identity)
+        return [seal_receipt(binding, receipt, self.identity) for receipt in receipts]
+
+    @staticmethod
+    def _log_rejection(
+        log_to: list[LogEntry],
+        raw: bytes,
+        binding: Binding,
+        sealed: bytes,
+        error: GatewayError,
+        tls_peer: Administration | None,
+        header: EnvelopeHeader | None,
+    ) -> None:
+        log_to.append(
+            received_entry(
+                binding,
+                raw,
+                sealed,
+                LogOutcome.REJECTED,
+                header=header,
+                peer=tls_peer,
+                code=error.code,
+            )
+        )
+
     def _reject(
         self,
         raw: bytes,
@@ -310,26 +433,8 @@ class GatewayNode:
         *,
         log_to: list[LogEntry] | None = None,
     ) -> bytes:
-        self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
-        log.info("rejected envelope: %s", error)
-        receipt = receipts_mod.rejection_receipt(
-            raw,
-            error,
-            self.administration,
-            message_id=header.message_id if header else "",
-            recipient=header.sender if header else tls_peer,
-        )
+        receipt = self._rejection(raw, error, tls_peer, header)
         sealed = seal_receipt(binding, receipt, self.identity)
         if log_to is not None:
-            log_to.append(
-                received_entry(
-                    binding,
-                    raw,
-                    sealed,
-                    LogOutcome.REJECTED,
-                    header=header,
-                    peer=tls_peer,
-                    code=error.code,
-                )
-            )
+            self._log_rejection(log_to, raw, binding, sealed, error, tls_peer, header)
         return sealed

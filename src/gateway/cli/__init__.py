@@ -12,7 +12,9 @@ from gateway import __version__
 from gateway.errors import GatewayError
 
 # Modules that define `register(subparsers)`; a module missing from a partial install is skipped.
-_COMMAND_MODULES = ("certs", "envelope", "send", "serve", "outbox", "aeo")
+_COMMAND_MODULES = (
+    "certs", "envelope", "send", "serve", "outbox", "aeo", "risk", "conformance", "partner",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

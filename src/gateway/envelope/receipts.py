@@ -3,11 +3,20 @@
 An accepted message's receipt names its id, the SHA-256 of the exact envelope bytes received and
 of the verified payload, and is signed by the receiving administration. A rejection carries a
 stable error code (docs/errors.md) and is signed too, so a sender can prove what it was told.
+
+A batch of receipts (the answer to a Stream's EnvelopeBatch) may be signed with one signature:
+`seal_receipts` builds the RFC 9162 Merkle tree (SHA-256) over the exact bytes of each receipt,
+signs the tree head once, and gives every receipt its inclusion proof, so each one still
+verifies on its own (`open_receipt` accepts both forms; proto/gnc/v1/envelope.proto has the
+rules). One ECDSA signature per batch instead of one per receipt.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,9 +30,12 @@ from gateway.envelope.opened import OpenedEnvelope
 from gateway.envelope.protobuf_binding import datetime_from_parts, datetime_to_parts, sha256
 from gateway.errors import (
     RECEIPT_MISMATCH,
+    SIG_DIGEST,
+    SIG_MALFORMED,
     DeliveryError,
     EnvelopeError,
     GatewayError,
+    SignatureError,
     TransportError,
     registry,
 )
@@ -31,6 +43,8 @@ from gateway.model.codes import Administration
 from gateway.model.header import parse_administration, utc_now
 
 RECEIPT_JWS_TYPE = "gnc-receipt+jws"
+RECEIPT_BATCH_JWS_TYPE = "gnc-receipt-batch+jws"  # signs a ReceiptTreeHead, never a receipt
+MAX_AUDIT_PATH = 32  # hashes in one inclusion proof: trees of up to 2**32 receipts
 
 
 class Outcome(StrEnum):
@@ -141,6 +155,125 @@ def seal_receipt(receipt: Receipt, identity: SigningIdentity) -> bytes:
     return pb.SignedReceipt(receipt=body, jws=jws).SerializeToString()
 
 
+# --- receipts signed per batch (RFC 9162 Merkle tree, SHA-256) --------------------------------
+def leaf_hash(receipt_bytes: bytes) -> bytes:
+    """RFC 9162 leaf hash of one receipt: SHA-256(0x00 || the exact serialised Receipt)."""
+    return hashlib.sha256(b"\x00" + receipt_bytes).digest()
+
+
+def _node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def merkle_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The Merkle Tree Hash of `leaves` (leaf hashes) and each leaf's audit path (leaf to root).
+
+    RFC 9162 section 2.1.1 and 2.1.3.1: a tree of n > 1 leaves is split at k, the largest power
+    of two below n; a leaf's path is its path in its subtree followed by the other subtree's hash.
+    """
+    if not leaves:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    paths: list[list[bytes]] = [[] for _ in leaves]
+
+    def build(lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n == 1:
+            return leaves[lo]
+        k = 1 << ((n - 1).bit_length() - 1)
+        left = build(lo, lo + k)
+        right = build(lo + k, hi)
+        for index in range(lo, lo + k):
+            paths[index].append(right)
+        for index in range(lo + k, hi):
+            paths[index].append(left)
+        return _node_hash(left, right)
+
+    return build(0, len(leaves)), paths
+
+
+def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
+    """RFC 9162 section 2.1.3.2: the root that `path` proves for `leaf` at `index` of a tree of
+    `size` leaves, or None when the path cannot belong to such a tree (wrong length or index)."""
+    if not 0 <= index < size:
+        return None
+    fn, sn, result = index, size - 1, leaf
+    for sibling in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            result = _node_hash(sibling, result)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            result = _node_hash(result, sibling)
+        fn >>= 1
+        sn >>= 1
+    return result if sn == 0 else None
+
+
+def seal_receipts(receipts: Sequence[Receipt], identity: SigningIdentity) -> list[bytes]:
+    """Serialised SignedReceipts for a batch, with one signature over their Merkle tree.
+
+    Each receipt carries the signed tree head and its own inclusion proof, so it verifies alone
+    (`open_receipt`). A batch of one is signed alone (`seal_receipt`): a proof adds nothing.
+    """
+    if len(receipts) <= 1:
+        return [seal_receipt(receipt, identity) for receipt in receipts]
+    issuers = {receipt.issuer for receipt in receipts}
+    if issuers != {identity.administration}:
+        raise ValueError("every receipt of a batch must be issued by the signer")
+    bodies = [receipt_to_proto(r).SerializeToString(deterministic=True) for r in receipts]
+    root, paths = merkle_tree([leaf_hash(body) for body in bodies])
+    head = pb.ReceiptTreeHead(
+        tree_size=len(bodies), root_sha256=root, issuer=identity.administration.value
+    ).SerializeToString(deterministic=True)
+    jws = sign_detached(head, identity, RECEIPT_BATCH_JWS_TYPE)
+    return [
+        pb.SignedReceipt(
+            receipt=body,
+            jws=jws,
+            proof=pb.ReceiptProof(tree_head=head, leaf_index=index, audit_path=path),
+        ).SerializeToString()
+        for index, (body, path) in enumerate(zip(bodies, paths, strict=True))
+    ]
+
+
+def _proof_malformed(why: str) -> SignatureError:
+    return SignatureError(f"receipt proof: {why}", code=SIG_MALFORMED, location="receipt.proof")
+
+
+def _check_proof(signed: pb.SignedReceipt) -> tuple[tuple[x509.Certificate, ...], str]:
+    """Verify a batch-signed receipt: the JWS over the tree head, then the inclusion proof.
+
+    Returns the signer's chain and the issuer the signed tree head names."""
+    proof = signed.proof
+    verified = verify_detached(signed.jws, proof.tree_head, RECEIPT_BATCH_JWS_TYPE)
+    head = pb.ReceiptTreeHead()
+    try:
+        head.ParseFromString(proof.tree_head)
+    except DecodeError as exc:
+        raise _proof_malformed(f"the tree head cannot be decoded ({exc})") from None
+    if head.tree_size < 1 or len(head.root_sha256) != 32:
+        raise _proof_malformed("the tree head needs a size of at least 1 and a 32-byte root")
+    path = list(proof.audit_path)
+    if len(path) > MAX_AUDIT_PATH or any(len(step) != 32 for step in path):
+        raise _proof_malformed(f"the audit path must be at most {MAX_AUDIT_PATH} 32-byte hashes")
+    root = root_from_path(leaf_hash(signed.receipt), proof.leaf_index, head.tree_size, path)
+    if root is None:
+        raise _proof_malformed(
+            f"no audit path of {len(path)} hashes leads from leaf {proof.leaf_index} to the root "
+            f"of a tree of {head.tree_size}"
+        )
+    if not hmac.compare_digest(root, head.root_sha256):
+        raise SignatureError(
+            "the receipt is not the one its batch signature covers (Merkle root differs)",
+            code=SIG_DIGEST,
+            location="receipt.proof",
+        )
+    return verified.chain, head.issuer
+
+
 @dataclass(frozen=True)
 class OpenedReceipt:
     receipt: Receipt
@@ -148,19 +281,29 @@ class OpenedReceipt:
 
 
 def open_receipt(raw: bytes) -> OpenedReceipt:
-    """Verify a SignedReceipt's JWS over its exact bytes; trust in the signer is separate."""
+    """Verify a SignedReceipt, signed alone (JWS over the exact receipt bytes) or with its batch
+    (JWS over the tree head, and the receipt's inclusion proof); trust in the signer is separate."""
     signed = pb.SignedReceipt()
     try:
         signed.ParseFromString(raw)
     except DecodeError as exc:
         raise TransportError(f"answer is not a SignedReceipt: {exc}", code="TRN_PROTOCOL") from None
-    verified = verify_detached(signed.jws, signed.receipt, RECEIPT_JWS_TYPE)
+    head_issuer: str | None = None
+    if signed.HasField("proof"):
+        chain, head_issuer = _check_proof(signed)
+    else:
+        chain = verify_detached(signed.jws, signed.receipt, RECEIPT_JWS_TYPE).chain
     message = pb.Receipt()
     try:
         message.ParseFromString(signed.receipt)
     except DecodeError as exc:
         raise TransportError(f"receipt cannot be decoded: {exc}", code="TRN_PROTOCOL") from None
-    return OpenedReceipt(receipt_from_proto(message), verified.chain)
+    if head_issuer is not None and head_issuer != message.issuer:
+        raise _proof_malformed(
+            f"the batch was signed by {head_issuer!r} but the receipt names issuer "
+            f"{message.issuer!r}"
+        )
+    return OpenedReceipt(receipt_from_proto(message), chain)
 
 
 def check_receipt_matches(receipt: Receipt, message_id: str, sent: bytes) -> None:

@@ -442,24 +442,28 @@ class AeoStore:
                 code=AEO_FULL_LIST_SEQUENCE,
                 location="part",
             ) from None
-        for record in records:
-            try:
-                conn.execute(
-                    "INSERT INTO aeo_staging_record VALUES (?, ?, ?, ?, ?)",
-                    (
-                        owner.value,
-                        sync_id,
-                        record.authorisation_number,
-                        part,
-                        record_to_json(record),
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise AeoError(
-                    f"{where}: {record.authorisation_number} is also in an earlier part",
-                    code=AEO_DUPLICATE_AUTHORISATION,
-                    location="records",
-                ) from None
+        rows = [
+            (owner.value, sync_id, record.authorisation_number, part, record_to_json(record))
+            for record in records
+        ]
+        try:
+            conn.executemany("INSERT INTO aeo_staging_record VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.IntegrityError:
+            # (the unit's savepoint rolls back the rows inserted before it)
+            earlier = next(
+                number
+                for _, _, number, _, _ in rows
+                if conn.execute(
+                    "SELECT 1 FROM aeo_staging_record WHERE owner = ? AND sync_id = ? "
+                    "AND authorisation_number = ? AND part <> ?",
+                    (owner.value, sync_id, number, part),
+                ).fetchone()
+            )
+            raise AeoError(
+                f"{where}: {earlier} is also in an earlier part",
+                code=AEO_DUPLICATE_AUTHORISATION,
+                location="records",
+            ) from None
 
     def finish_sync(
         self,
@@ -504,13 +508,17 @@ class AeoStore:
                 code=AEO_FULL_LIST_SEQUENCE,
                 location="parts",
             )
+        # The staged rows are the canonical bytes of records the model checked when their part
+        # arrived (stage_part); the summary is computed over exactly those bytes, so a row that
+        # changed since cannot match the sender's digest. No need to re-parse a million rows.
         builder = SummaryBuilder()
-        for (text,) in conn.execute(
-            "SELECT record FROM aeo_staging_record WHERE owner = ? AND sync_id = ? "
-            "ORDER BY authorisation_number",
+        statuses = {status.value: status for status in AeoStatus}
+        for text, status in conn.execute(
+            "SELECT record, record ->> '$.status' FROM aeo_staging_record "
+            "WHERE owner = ? AND sync_id = ? ORDER BY authorisation_number",
             (owner.value, sync_id),
         ):
-            builder.add(record_from_json(text))
+            builder._feed(statuses[status], text.encode("utf-8"))
         actual = builder.result()
         differences = actual.differences(summary)
         if differences:
@@ -520,21 +528,60 @@ class AeoStore:
                 code=AEO_SUMMARY_MISMATCH,
                 location="summary",
             )
-        staged_records = (
-            record_from_json(text)
-            for (text,) in conn.execute(
-                "SELECT record FROM aeo_staging_record WHERE owner = ? AND sync_id = ? "
-                "ORDER BY authorisation_number",
-                (owner.value, sync_id),
-            )
-        )
-        count = self.replace(conn, owner, staged_records, source)
+        count = self._replace_from_staging(conn, owner, sync_id, source)
         # The list is replaced: drop this sync's staging and any abandoned earlier one.
         conn.execute("DELETE FROM aeo_staging_part WHERE owner = ?", (owner.value,))
         conn.execute("DELETE FROM aeo_staging_record WHERE owner = ?", (owner.value,))
         conn.execute(
             "INSERT INTO aeo_sync_done (owner, sync_id, as_of, records) VALUES (?, ?, ?, ?)",
             (owner.value, sync_id, as_of.isoformat(), count),
+        )
+        return count
+
+    @staticmethod
+    def _replace_from_staging(
+        conn: sqlite3.Connection, owner: Administration, sync_id: str, source: str
+    ) -> int:
+        """``replace`` with a sync's staged records, in SQL (the rows are canonical JSON): the
+        same rows, identifiers, removal markers and history line."""
+        key = (owner.value, sync_id)
+        staged = (
+            "SELECT authorisation_number FROM aeo_staging_record WHERE owner = ? AND sync_id = ?"
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO aeo_removed "
+            "SELECT owner, authorisation_number, version, status_effective FROM aeo_record "
+            f"WHERE owner = ? AND authorisation_number NOT IN ({staged})",
+            (owner.value, *key),
+        )
+        conn.execute("DELETE FROM aeo_record WHERE owner = ?", (owner.value,))
+        conn.execute("DELETE FROM aeo_identifier WHERE owner = ?", (owner.value,))
+        count = conn.execute(
+            "INSERT INTO aeo_record SELECT owner, authorisation_number, record ->> '$.holder_id', "
+            "record ->> '$.status', record ->> '$.version', record ->> '$.status_effective', "
+            "record FROM aeo_staging_record WHERE owner = ? AND sync_id = ? "
+            "ORDER BY authorisation_number",
+            key,
+        ).rowcount
+        conn.execute(
+            "INSERT OR IGNORE INTO aeo_identifier "
+            "SELECT owner, holder_id, authorisation_number FROM aeo_record WHERE owner = ? "
+            "UNION ALL SELECT owner, authorisation_number, authorisation_number FROM aeo_record "
+            "WHERE owner = ? "
+            "UNION ALL SELECT s.owner, r.value ->> 1, s.authorisation_number "
+            "FROM aeo_staging_record AS s, json_each(s.record, '$.cross_references') AS r "
+            "WHERE s.owner = ? AND s.sync_id = ?",
+            (owner.value, owner.value, *key),
+        )
+        conn.execute(
+            f"DELETE FROM aeo_removed WHERE owner = ? AND authorisation_number IN ({staged})",
+            (owner.value, *key),
+        )
+        conn.execute(
+            "INSERT INTO aeo_history (owner, authorisation_number, kind, version, status, "
+            "effective_date, reason, source) VALUES (?, '*', 'FULL_LIST', 0, '*', "
+            "strftime('%Y-%m-%d', 'now'), ?, ?)",
+            (owner.value, f"list replaced: {count} records", source),
         )
         return count
 

@@ -55,8 +55,9 @@ class SqliteDatabase:
         max_batch: int = 512,
         uri: bool = False,
     ) -> None:
-        """`uri`: `path` is an SQLite URI, e.g. ``file:NAME?mode=memory&cache=shared`` for an
-        in-memory database the writer and every reader share (not durable: tests, benches)."""
+        """`uri`: `path` is an SQLite URI, e.g. ``file:/NAME?vfs=memdb`` (or
+        ``file:NAME?mode=memory&cache=shared``) for an in-memory database the writer and every
+        reader of this process share (not durable: tests, benchmarks)."""
         if synchronous not in {"FULL", "NORMAL", "OFF", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous}")
         self.path = str(path)

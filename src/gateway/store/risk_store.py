@@ -1,0 +1,460 @@
+"""The UB3 tables, in the node's SqliteDatabase.
+
+* ``risk_sent``: every UB3 record this gateway sent, per partner, as it was sent (after the
+  handling rules' removals, which are listed), with the envelope's message id; feedback that
+  comes back must name one of these (else RISK_UNKNOWN_REFERENCE), and risk information without
+  feedback yet is *outstanding*;
+* ``risk_received``: records partners sent us, each with its handling label and the date until
+  which it may be kept (the partner's handling rules' retention); a newer record of the same
+  originator and reference replaces the held one (an amendment);
+* ``risk_feedback``: feedback sent and received;
+* ``risk_refusals``: every outbound record refused before signing, with the code and the rule;
+* ``risk_access_log``: every read of a received record through the CLI: who, when, what.
+
+The two logs are append-only (the database refuses UPDATE and DELETE). Writes are functions of
+a ``sqlite3.Connection`` so callers run them inside their unit of work (the send together with
+its outbox entry, a receive together with its inbox record).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.model.codes import Administration, HandlingLabel
+from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
+from gateway.store.sqlite import SqliteDatabase
+from gateway.translate import ub3_exchange
+from gateway.translate.ub3_exchange import PayloadForm
+
+__all__ = [
+    "SCHEMA",
+    "AccessEntry",
+    "Received",
+    "Refusal",
+    "RiskStore",
+    "Sent",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS risk_sent (
+    message_id  TEXT PRIMARY KEY,
+    partner     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    originator  TEXT NOT NULL,
+    reference   TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    area        TEXT NOT NULL DEFAULT '',
+    sent_at     TEXT NOT NULL,
+    removed     TEXT NOT NULL DEFAULT '[]',
+    payload     BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS risk_sent_reference ON risk_sent (partner, originator, reference);
+CREATE TABLE IF NOT EXISTS risk_received (
+    originator   TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    reference    TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    label        TEXT NOT NULL,
+    area         TEXT NOT NULL DEFAULT '',
+    valid_until  TEXT,
+    received_at  TEXT NOT NULL,
+    retain_until TEXT,
+    payload      BLOB NOT NULL,
+    PRIMARY KEY (originator, kind, reference)
+);
+CREATE TABLE IF NOT EXISTS risk_feedback (
+    message_id  TEXT PRIMARY KEY,
+    direction   TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+    partner     TEXT NOT NULL,
+    originator  TEXT NOT NULL,
+    reference   TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    payload     BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS risk_feedback_reference
+    ON risk_feedback (partner, originator, reference);
+CREATE TABLE IF NOT EXISTS risk_refusals (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    partner    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    originator TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    code       TEXT NOT NULL,
+    rule       TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    source     TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS risk_refusals_no_update BEFORE UPDATE ON risk_refusals
+BEGIN SELECT RAISE(ABORT, 'the refusal log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS risk_refusals_no_delete BEFORE DELETE ON risk_refusals
+BEGIN SELECT RAISE(ABORT, 'the refusal log is append-only'); END;
+CREATE TABLE IF NOT EXISTS risk_access_log (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    originator TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    label      TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS risk_access_log_no_update BEFORE UPDATE ON risk_access_log
+BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS risk_access_log_no_delete BEFORE DELETE ON risk_access_log
+BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+"""
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_ts(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _payload(record: UB3Record) -> bytes:
+    return ub3_exchange.encode(record, PayloadForm.PROTOBUF)
+
+
+def _record(kind: str, payload: bytes) -> UB3Record:
+    return ub3_exchange.decode(bytes(payload), RiskKind(kind), PayloadForm.PROTOBUF)
+
+
+def _area(record: UB3Record) -> str:
+    return ",".join(a.value for a in record.areas)
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    partner: Administration
+    kind: RiskKind
+    originator: Administration
+    reference: str
+    label: HandlingLabel
+    area: str
+    sent_at: datetime
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Received:
+    record: UB3Record
+    sender: Administration
+    message_id: str
+    received_at: datetime
+    retain_until: datetime | None
+
+    @property
+    def label(self) -> HandlingLabel:
+        return self.record.label
+
+
+@dataclass(frozen=True)
+class Refusal:
+    seq: int
+    at: datetime
+    actor: str
+    partner: str
+    kind: str
+    originator: str
+    reference: str
+    code: str
+    rule: str
+    message: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    originator: str
+    kind: str
+    reference: str
+    label: str
+
+
+_SENT = "message_id, partner, kind, originator, reference, label, area, sent_at, removed"
+
+
+def _sent(row: Sequence[Any]) -> Sent:
+    at = _parse_ts(str(row[7]))
+    assert at is not None
+    return Sent(
+        str(row[0]), Administration(str(row[1])), RiskKind(str(row[2])),
+        Administration(str(row[3])), str(row[4]), HandlingLabel(str(row[5])), str(row[6]), at,
+        tuple(json.loads(str(row[8]))),
+    )  # fmt: skip
+
+
+class RiskStore:
+    """The UB3 tables of the node's database."""
+
+    def __init__(self, database: SqliteDatabase, own: Administration) -> None:
+        database.ensure_schema(SCHEMA)
+        self.database = database
+        self.own = own
+
+    # -- units of work (steps) ---------------------------------------------------------------
+    @staticmethod
+    def record_sent(
+        conn: sqlite3.Connection,
+        message_id: str,
+        partner: Administration,
+        record: UB3Record,
+        removed: Sequence[str],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            f"INSERT INTO risk_sent ({_SENT}, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id, partner.value, record.kind.value, record.originator.value,
+                record.reference, record.label.value, _area(record), _ts(at),
+                json.dumps(list(removed)), _payload(record),
+            ),
+        )  # fmt: skip
+        if isinstance(record, Feedback):
+            RiskStore._feedback(conn, "sent", message_id, partner, record, at)
+
+    @staticmethod
+    def _feedback(
+        conn: sqlite3.Connection,
+        direction: str,
+        message_id: str,
+        partner: Administration,
+        feedback: Feedback,
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO risk_feedback (message_id, direction, partner, originator, reference, "
+            "outcome, label, at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id, direction, partner.value, feedback.originator.value,
+                feedback.reference, feedback.outcome.value, feedback.label.value, _ts(at),
+                _payload(feedback),
+            ),
+        )  # fmt: skip
+
+    @staticmethod
+    def was_sent(
+        conn: sqlite3.Connection, partner: Administration, originator: Administration, ref: str
+    ) -> bool:
+        """Did this gateway send ``partner`` the risk information ``originator``/``ref``?"""
+        row = conn.execute(
+            "SELECT 1 FROM risk_sent WHERE partner = ? AND originator = ? AND reference = ? "
+            "AND kind = ? LIMIT 1",
+            (partner.value, originator.value, ref, RiskKind.RISK_INFORMATION.value),
+        ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def store_received(
+        conn: sqlite3.Connection,
+        record: UB3Record,
+        sender: Administration,
+        message_id: str,
+        at: datetime,
+        retain_until: datetime | None,
+    ) -> None:
+        """A partner's record (a feedback is filed as feedback received), with its label."""
+        if isinstance(record, Feedback):
+            RiskStore._feedback(conn, "received", message_id, sender, record, at)
+            return
+        valid_until = (
+            record.valid_until.isoformat() if isinstance(record, RiskInformation) else None
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO risk_received (originator, kind, reference, sender, "
+            "message_id, label, area, valid_until, received_at, retain_until, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.originator.value, record.kind.value, record.reference, sender.value,
+                message_id, record.label.value, _area(record), valid_until, _ts(at),
+                _ts(retain_until) if retain_until else None, _payload(record),
+            ),
+        )  # fmt: skip
+
+    @staticmethod
+    def log_access(
+        conn: sqlite3.Connection, actor: str, action: str, records: Sequence[UB3Record],
+        at: datetime,
+    ) -> None:  # fmt: skip
+        conn.executemany(
+            "INSERT INTO risk_access_log (at, actor, action, originator, kind, reference, label) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (_ts(at), actor, action, r.originator.value, r.kind.value, r.reference,
+                 r.label.value)
+                for r in records
+            ],
+        )  # fmt: skip
+
+    def log_refusal(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        partner: str,
+        kind: str,
+        originator: str,
+        reference: str,
+        code: str,
+        rule: str,
+        message: str,
+        source: str,
+    ) -> None:
+        """Append one refusal, in a unit of work of its own (the refused send wrote nothing)."""
+
+        def unit(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO risk_refusals (at, actor, partner, kind, originator, reference, "
+                "code, rule, message, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_ts(at), actor, partner, kind, originator, reference, code, rule, message,
+                 source),
+            )  # fmt: skip
+
+        self.database.write(unit)
+
+    def purge_expired(self, now: datetime, actor: str) -> int:
+        """Delete received records past their retention date (each purge is access-logged)."""
+
+        def unit(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT kind, payload FROM risk_received WHERE retain_until IS NOT NULL "
+                "AND retain_until < ?",
+                (_ts(now),),
+            ).fetchall()
+            records = [_record(str(k), bytes(p)) for k, p in rows]
+            self.log_access(conn, actor, "purge", records, now)
+            conn.execute(
+                "DELETE FROM risk_received WHERE retain_until IS NOT NULL AND retain_until < ?",
+                (_ts(now),),
+            )
+            return len(records)
+
+        return self.database.write(unit)
+
+    # -- reads -------------------------------------------------------------------------------
+    def received(
+        self,
+        *,
+        reference: str | None = None,
+        originator: Administration | None = None,
+        kind: RiskKind | None = None,
+    ) -> list[Received]:
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("reference", reference),
+            ("originator", originator.value if originator else None),
+            ("kind", kind.value if kind else None),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = (
+            "SELECT kind, payload, sender, message_id, received_at, retain_until FROM risk_received"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY received_at, originator, kind, reference"
+        out = []
+        for row in self.database.reader().execute(sql, params).fetchall():
+            received_at = _parse_ts(str(row[4]))
+            assert received_at is not None
+            out.append(
+                Received(
+                    _record(str(row[0]), bytes(row[1])), Administration(str(row[2])),
+                    str(row[3]), received_at, _parse_ts(row[5]),
+                )
+            )  # fmt: skip
+        return out
+
+    def sent(self, partner: Administration | None = None) -> list[Sent]:
+        sql = f"SELECT {_SENT} FROM risk_sent"
+        params: list[object] = []
+        if partner is not None:
+            sql += " WHERE partner = ?"
+            params.append(partner.value)
+        rows = self.database.reader().execute(sql + " ORDER BY sent_at", params).fetchall()
+        return [_sent(row) for row in rows]
+
+    def sent_payload(self, message_id: str) -> UB3Record | None:
+        row = (
+            self.database.reader()
+            .execute("SELECT kind, payload FROM risk_sent WHERE message_id = ?", (message_id,))
+            .fetchone()
+        )
+        return _record(str(row[0]), bytes(row[1])) if row else None
+
+    def outstanding(self, partner: Administration | None = None) -> list[Sent]:
+        """Risk information this gateway sent for which the partner has sent no feedback."""
+        sql = (
+            f"SELECT {', '.join('s.' + c.strip() for c in _SENT.split(','))} FROM risk_sent s "
+            "WHERE s.kind = ? AND NOT EXISTS (SELECT 1 FROM risk_feedback f WHERE "
+            "f.direction = 'received' AND f.partner = s.partner AND f.originator = s.originator "
+            "AND f.reference = s.reference)"
+        )
+        params: list[object] = [RiskKind.RISK_INFORMATION.value]
+        if partner is not None:
+            sql += " AND s.partner = ?"
+            params.append(partner.value)
+        rows = self.database.reader().execute(sql + " ORDER BY s.sent_at", params).fetchall()
+        return [_sent(row) for row in rows]
+
+    def feedback(self, direction: str | None = None) -> list[tuple[str, Administration, Feedback]]:
+        sql = "SELECT direction, partner, payload FROM risk_feedback"
+        params: list[object] = []
+        if direction is not None:
+            sql += " WHERE direction = ?"
+            params.append(direction)
+        rows = self.database.reader().execute(sql + " ORDER BY at", params).fetchall()
+        out = []
+        for d, partner, payload in rows:
+            record = _record(RiskKind.FEEDBACK.value, bytes(payload))
+            assert isinstance(record, Feedback)
+            out.append((str(d), Administration(str(partner)), record))
+        return out
+
+    def refusals(self) -> list[Refusal]:
+        rows = (
+            self.database.reader()
+            .execute(
+                "SELECT seq, at, actor, partner, kind, originator, reference, code, rule, "
+                "message, source FROM risk_refusals ORDER BY seq"
+            )
+            .fetchall()
+        )
+        return [
+            Refusal(int(r[0]), _parse_ts(str(r[1])) or datetime.min, *map(str, r[2:])) for r in rows
+        ]
+
+    def access_log(self) -> list[AccessEntry]:
+        rows = (
+            self.database.reader()
+            .execute(
+                "SELECT seq, at, actor, action, originator, kind, reference, label "
+                "FROM risk_access_log ORDER BY seq"
+            )
+            .fetchall()
+        )
+        return [
+            AccessEntry(int(r[0]), _parse_ts(str(r[1])) or datetime.min, *map(str, r[2:]))
+            for r in rows
+        ]

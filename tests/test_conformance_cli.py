@@ -1,0 +1,271 @@
+"""`gncgw conformance run|listen` and `gncgw partner promote` end to end: real gateways on
+loopback, real certificates, the run recorded in the gateway's SQLite store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from aeo_gateways import free_port
+from test_conformance_helpers import ROOT, SUITES, TARGET_MAX_ENVELOPE, grpc_target, start_target
+
+from gateway import testpki
+from gateway.cli import main
+from gateway.conformance.listen import Listener, ListenerIdentity
+from gateway.conformance.suites import load_suite, suite_profile
+from gateway.envelope.opened import Binding, new_header
+from gateway.model.aeo import AeoRecord
+from gateway.model.aeo_list import AeoChange
+from gateway.model.codes import Administration, UtilityBlock
+from gateway.node import seal_envelope
+from gateway.translate import aeo_exchange
+from gateway.translate.aeo_exchange import CONTENT_TYPES, PayloadForm, StatusChanges
+from gateway.translate.sample_aeo import generate_records
+from gateway.transport.grpc_client import GrpcPartnerClient
+from gateway.transport.tls import ClientTls, TlsIdentity
+from gateway.trust.loading import partner_trust_from_pem
+from gateway.trust.store import TrustStore
+
+
+def _eu_config(tmp_path: Path, pki: testpki.TestPki, partner: str, profile: Path) -> Path:
+    config = tmp_path / "eu.toml"
+    config.write_text(
+        f"""[gateway]
+administration = "EU"
+signing_key = "{pki.key_path("EU", "signing")}"
+signing_cert = "{pki.path("EU", "signing")}"
+tls_key = "{pki.key_path("EU", "tls")}"
+tls_cert = "{pki.path("EU", "tls")}"
+
+[store]
+url = "sqlite:///eu.db"
+
+[[partners]]
+administration = "{partner}"
+binding = "grpc"
+endpoint = "127.0.0.1:9"
+ca = "{pki.path(partner, "ca")}"
+crl = "{pki.path(partner, "crl")}"
+profile = "{profile}"
+"""
+    )
+    return config
+
+
+def test_unreachable_target_fails_each_case_and_the_run_goes_on(
+    pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens here
+    code = main(
+        [
+            "conformance",
+            "run",
+            "--suite",
+            str(SUITES / "no"),
+            "--pki",
+            str(pki.root),
+            "--target",
+            f"grpc://127.0.0.1:{port}",
+            "--timeout",
+            "0.5",
+            "--report-dir",
+            str(tmp_path / "reports"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    report = json.loads((tmp_path / "reports" / "conformance-no.json").read_text())
+    sent = [c for c in report["cases"] if c["expected"].split()[0] != "not_sent"]
+    assert sent and all(c["status"] == "failed" for c in sent)
+    assert all("no answer" in c["reasons"][0] for c in sent)
+    withheld = [c for c in report["cases"] if c["expected"].startswith("not_sent")]
+    assert withheld and all(c["status"] == "passed" for c in withheld)  # the run went on
+    assert "FAIL bad-signature (protobuf)" in out and "FAILED: suite no" in out
+
+
+def test_bad_suite_stops_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "broken"
+    suite.mkdir()
+    (suite / "suite.toml").write_text('[suite]\npartner = "US"\nversion = "2012"\n[[case]\n')
+    code = main(["conformance", "run", "--suite", str(suite), "--target", "grpc://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "CNF_SUITE_INVALID" in err and f"{suite / 'suite.toml'}:4" in err
+
+
+def test_promote_ca_only_after_its_suite_passes(
+    pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = tmp_path / "ca.toml"
+    shutil.copy(ROOT / "adapters" / "partners" / "ca.toml", profile)
+    config = _eu_config(tmp_path, pki, "CA", profile)
+    promote = ["partner", "promote", "CA", "--config", str(config), "--suite", str(SUITES / "ca")]
+
+    assert main(promote) == 1  # nothing recorded yet
+    assert "CNF_PROMOTION_REFUSED" in capsys.readouterr().err
+
+    # A failing run is recorded, and promotion names its failing cases.
+    dead = free_port()
+    assert (
+        main(
+            [
+                "conformance",
+                "run",
+                "--suite",
+                str(SUITES / "ca"),
+                "--config",
+                str(config),
+                "--pki",
+                str(pki.root),
+                "--target",
+                f"grpc://127.0.0.1:{dead}",
+                "--timeout",
+                "0.5",
+            ]
+        )
+        == 1
+    )
+    capsys.readouterr()
+    assert main(promote) == 1
+    err = capsys.readouterr().err
+    assert "failed: " in err and "bad-signature [protobuf]" in err
+    assert 'status = "staging"' in profile.read_text()
+
+    target = start_target(tmp_path / "target", pki, "CA", max_age=86400)
+    try:
+        assert (
+            main(
+                [
+                    "conformance",
+                    "run",
+                    "--suite",
+                    str(SUITES / "ca"),
+                    "--config",
+                    str(config),
+                    "--pki",
+                    str(pki.root),
+                    "--target",
+                    grpc_target(target),
+                    "--max-envelope-bytes",
+                    str(TARGET_MAX_ENVELOPE),
+                ]
+            )
+            == 0
+        )
+    finally:
+        target.close()
+    assert "recorded as run #2" in capsys.readouterr().out
+    assert main(promote) == 0
+    assert "promoted CA to production" in capsys.readouterr().out
+    assert 'status = "production"' in profile.read_text()
+    assert main(promote) == 1  # already production
+    assert main(["partner", "runs", "CA", "--config", str(config)]) == 0
+    assert "#2" in capsys.readouterr().out
+
+
+def _us_records(n: int, programme: str) -> list[AeoRecord]:
+    out = []
+    for index, record in enumerate(generate_records(n, 5, today=date(2026, 1, 15))):
+        out.append(
+            replace(
+                record,
+                administration=Administration.US,
+                holder_id=f"US-IMP-{index:05d}",
+                authorisation_number=f"CTPAT-{index:06d}",
+                aeo_type=None,
+                partner_programme=programme,
+                issuing_country="US",
+                competent_authority="U.S. Customs and Border Protection",
+                address=replace(record.address, country="US"),
+                cross_references=(),
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize(("programme", "passes"), [("CTPAT-IMPORTER", True), ("CTPAT-GOLD", False)])
+def test_listen_checks_what_the_partner_sends(
+    pki: testpki.TestPki, tmp_path: Path, programme: str, passes: bool
+) -> None:
+    suite = load_suite(SUITES / "us")
+    profile = suite_profile(SUITES / "us", suite)
+    trust = TrustStore(
+        [
+            partner_trust_from_pem(
+                "US", pki.path("US", "ca").read_bytes(), [pki.path("US", "crl").read_bytes()]
+            )
+        ]
+    )
+    identity = ListenerIdentity(
+        Administration.EU,
+        pki.identity("EU"),
+        TlsIdentity.from_files(pki.key_path("EU", "tls"), pki.path("EU", "tls")),
+        trust,
+    )
+    listener = Listener(suite, profile, identity, binding=Binding.PROTOBUF, store_dir=tmp_path)
+    port = listener.start()
+    try:
+        payload = aeo_exchange.encode(
+            StatusChanges(
+                Administration.US, tuple(AeoChange.added(r) for r in _us_records(3, programme))
+            ),
+            PayloadForm.PROTOBUF,
+        )
+        header = new_header(
+            payload=payload,
+            utility_block=UtilityBlock.UB1,
+            message_type="AeoStatusChanges",
+            sender=Administration.US,
+            receiver=Administration.EU,
+            payload_content_type=CONTENT_TYPES[PayloadForm.PROTOBUF],
+        )
+        raw = seal_envelope(Binding.PROTOBUF, header, payload, pki.identity("US"))
+        tls = ClientTls.from_files(
+            pki.key_path("US", "tls"), pki.path("US", "tls"), pki.path("EU", "ca")
+        )
+        with GrpcPartnerClient(f"127.0.0.1:{port}", tls=tls) as client:
+            client.submit(raw, timeout=10)
+        assert listener.wait(10)
+    finally:
+        listener.stop()
+    run = listener.result()
+    assert run.passed is passes
+    [result] = run.results
+    assert result.case_id == "us-receive-status-changes"
+    if not passes:
+        assert "CTPAT-GOLD" in result.reasons[0]
+
+
+def test_listen_times_out_with_a_report(pki: testpki.TestPki, tmp_path: Path) -> None:
+    suite = load_suite(SUITES / "jp")
+    profile = suite_profile(SUITES / "jp", suite)
+    trust = TrustStore(
+        [
+            partner_trust_from_pem(
+                "JP", pki.path("JP", "ca").read_bytes(), [pki.path("JP", "crl").read_bytes()]
+            )
+        ]
+    )
+    identity = ListenerIdentity(
+        Administration.EU,
+        pki.identity("EU"),
+        TlsIdentity.from_files(pki.key_path("EU", "tls"), pki.path("EU", "tls")),
+        trust,
+    )
+    listener = Listener(suite, profile, identity, binding=Binding.XML, store_dir=tmp_path)
+    listener.start()
+    try:
+        assert not listener.wait(0.3)
+    finally:
+        listener.stop()
+    run = listener.result()
+    assert not run.passed
+    assert "no UB1/AeoStatusChanges message was received" in run.results[0].reasons[0]
+    _ = threading  # the listener serves on its own threads
