@@ -36,6 +36,11 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
         "message says, and send it again.",
     ),
     ("PRF", "Partner profiles", "Correct the partner profile file and key the message names."),
+    (
+        "CNF",
+        "Conformance suites",
+        "Correct the suite file at the line named, or run the suite again until it passes.",
+    ),
     ("GNC", "General", "Report it with the message id and the log excerpt."),
 )
 
