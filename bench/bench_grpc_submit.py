@@ -119,6 +119,17 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
             batch_workers=tuning.get("batch_workers", 1),
             max_batch=tuning.get("max_batch", 64),
         )
+        if os.environ.get("BUSY"):
+            fixed = node.receive(signed_corpus(pki_root, 1)[0], __import__("gateway.envelope.opened").envelope.opened.Binding.PROTOBUF)
+            busy = float(os.environ["BUSY"]) * 1e-6
+            def fake(raws, *a, **k):  # type: ignore
+                end = time.perf_counter() + busy * len(raws)
+                while time.perf_counter() < end:
+                    pass
+                return [fixed] * len(raws)
+            node.receive_many = fake  # type: ignore
+            node.check_many = lambda raws, *a, **k: raws  # type: ignore
+            node.finish_receive = lambda raws: fake(raws)  # type: ignore
         port = server.start()
         print(f"PORT {port}", flush=True)
         sys.stdin.read()  # the parent closes our stdin (or dies): stop

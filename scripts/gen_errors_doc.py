@@ -37,6 +37,13 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ),
     ("PRF", "Partner profiles", "Correct the partner profile file and key the message names."),
     (
+        "RISK",
+        "UB3 risk information",
+        "Correct the record or form as the message says; a partner not cleared for it must "
+        "not receive it.",
+    ),
+    ("HDL", "Handling rules", "Correct the handling-rules file and key the message names."),
+    (
         "CNF",
         "Conformance suites",
         "Correct the suite file at the line named, or run the suite again until it passes.",

@@ -20,8 +20,8 @@ def gateways(
 ) -> Iterator[dict[Administration, Gateway]]:
     started = eu_cn_hk(tmp_path_factory.mktemp("ub3cli"), pki)
     yield started
-    for gateway in started.values():
-        gateway.close()
+    for node in started.values():
+        node.close()
 
 
 def run(gateway: Gateway, *args: str) -> int:

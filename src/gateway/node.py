@@ -247,6 +247,7 @@ class GatewayNode:
         answers: list[bytes | None] = [None] * len(raws)
         # Receipts issued in this pass, in batch order: (index, receipt, accepted, apply, error).
         issued: list[tuple[int, Receipt, Accepted | None, Apply | None, GatewayError | None]] = []
+        receipt_ids = receipts_mod.receipt_ids(len(raws))
         for index, raw in enumerate(raws):
             try:
                 accepted = self._check(raw, binding, tls_peer, now)
@@ -260,7 +261,9 @@ class GatewayNode:
                 receipt = self._rejection(raw, error, tls_peer, accepted.envelope.header)
                 issued.append((index, receipt, accepted, None, error))
                 continue
-            receipt = receipts_mod.accepted_receipt(accepted.envelope, self.administration)
+            receipt = receipts_mod.accepted_receipt(
+                accepted.envelope, self.administration, receipt_id=receipt_ids[index]
+            )
             issued.append((index, receipt, accepted, apply, None))
         sealed = self._seal_all(binding, [entry[1] for entry in issued], batch_receipts)
         pending: list[tuple[int, Accepted, bytes, Apply | None]] = []

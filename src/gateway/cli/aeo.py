@@ -69,7 +69,10 @@ class _Session:
         self.node.inbox.close()
 
 
-def _print_summary(title: str, summary: ReconciliationSummary, out: TextIO = sys.stdout) -> None:
+def _print_summary(
+    title: str, summary: ReconciliationSummary, out: TextIO | None = None
+) -> None:
+    out = out or sys.stdout  # looked up per call: tests and callers may swap sys.stdout
     print(f"{title}: {summary.total} records", file=out)
     for entry in summary.entries:
         print(f"  {entry.status.value:<18} {entry.count:>8}  {entry.sha256.hex()}", file=out)
