@@ -69,9 +69,7 @@ class _Session:
         self.node.inbox.close()
 
 
-def _print_summary(
-    title: str, summary: ReconciliationSummary, out: TextIO | None = None
-) -> None:
+def _print_summary(title: str, summary: ReconciliationSummary, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up per call: tests and callers may swap sys.stdout
     print(f"{title}: {summary.total} records", file=out)
     for entry in summary.entries:
