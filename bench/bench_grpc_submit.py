@@ -128,8 +128,9 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
                     pass
                 return [fixed] * len(raws)
             node.receive_many = fake  # type: ignore
-            node.check_many = lambda raws, *a, **k: raws  # type: ignore
-            node.finish_receive = lambda raws: fake(raws)  # type: ignore
+            import types
+            node.check_many = lambda raws, *a, **k: types.SimpleNamespace(raws=list(raws), tls_peer=None)  # type: ignore
+            node.finish_receive = lambda c: fake(c.raws)  # type: ignore
         port = server.start()
         print(f"PORT {port}", flush=True)
         sys.stdin.read()  # the parent closes our stdin (or dies): stop

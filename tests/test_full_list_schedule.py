@@ -47,3 +47,27 @@ def test_full_list_is_queued_daily_and_reconciles(pair: tuple[Gateway, Gateway])
     now[0] += timedelta(seconds=2)
     assert schedule.due(now[0]) == [US]
     assert len(schedule.run_once()) == 1
+
+
+def test_periodic_runs_at_once_keeps_going_after_a_refusal_and_stops() -> None:
+    import threading
+
+    from gateway.errors import GatewayError
+    from gateway.services.schedule import Periodic
+
+    calls: list[int] = []
+    twice = threading.Event()
+
+    def action() -> None:
+        calls.append(1)
+        if len(calls) >= 2:
+            twice.set()
+        raise GatewayError("store busy", code="DLV_STORE_UNAVAILABLE")
+
+    periodic = Periodic("test", action, 0.01)
+    periodic.start()
+    assert twice.wait(5), "the action ran at most once"
+    periodic.stop()
+    settled = len(calls)
+    twice.clear()
+    assert not twice.wait(0.05) and len(calls) == settled

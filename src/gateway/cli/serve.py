@@ -112,6 +112,19 @@ def _start_full_list_schedule(config: GatewayConfig, node: GatewayNode, running:
     running.stops.append(schedule.stop)
 
 
+def _start_retention_purge(config: GatewayConfig, node: GatewayNode, running: _Running) -> None:
+    """Hourly: received UB3 records past the retention their handling rules set are purged."""
+    if not any(p.handling is not None for p in config.partners):
+        return
+    from gateway.services.risk import service_for as risk_service_for
+    from gateway.services.schedule import Periodic
+
+    service = risk_service_for(config, node.inbox.database)
+    purge = Periodic("retention-purge", lambda: service.purge_expired(actor="gncgw serve"), 3600.0)
+    purge.start()
+    running.stops.append(purge.stop)
+
+
 def _delivery_worker(config: GatewayConfig, node: GatewayNode) -> DeliveryWorker:
     """The outbox worker for every configured partner, on the node's own store."""
     database = node.inbox.database
@@ -148,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         worker.start()
         running.stops.append(worker.stop)  # stopped first: before the listeners and the store
         _start_full_list_schedule(config, node, running)
+        _start_retention_purge(config, node, running)
         log.info(
             "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
             config.administration.value,

@@ -1,6 +1,9 @@
-"""The daily full list: each partner's full AEO list is queued again when its profile's
+"""Work `gncgw serve` does on a clock: the daily full AEO list, and the retention purge.
+
+The full list: each partner's full AEO list is queued again when its profile's
 `ub1.full_list_interval_hours` has passed since the last one (and at once if none was ever sent),
-so the partner can prove every day, by the reconciliation summary, that it holds our list."""
+so the partner can prove every day, by the reconciliation summary, that it holds our list.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,34 @@ from gateway.translate.aeo_exchange import MessageType
 log = logging.getLogger("gateway.services.schedule")
 
 
+class Periodic:
+    """Runs an action now and then every `seconds` on a thread of its own, until stopped."""
+
+    def __init__(self, name: str, action: Callable[[], object], seconds: float) -> None:
+        self.name = name
+        self.action = action
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.action()
+            except GatewayError as error:
+                log.error("%s: %s", self.name, error)
+            self._stop.wait(self.seconds)
+
+
 class FullListSchedule:
     def __init__(
         self,
@@ -31,9 +62,7 @@ class FullListSchedule:
         self.service = service
         self.outbox = outbox
         self.clock = clock
-        self.check_seconds = check_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("full-list-schedule", self.run_once, check_seconds)
 
     def due(self, now: datetime) -> list[Administration]:
         """Partners whose full list is due: none queued yet, or the last is an interval old."""
@@ -64,15 +93,7 @@ class FullListSchedule:
         return results
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="full-list-schedule", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.run_once()
-            self._stop.wait(self.check_seconds)
+        self._periodic.stop()
