@@ -104,8 +104,6 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
     from gateway.transport.grpc_server import OVERSIZE_SLACK, SERVICE_NAME, GrpcGatewayServer
     from gateway.transport.tls import server_credentials
 
-    if os.environ.get("SWI"):
-        sys.setswitchinterval(float(os.environ["SWI"]))
     pki = TestPki(pki_root)
     trust = trust_store(pki_root)
     tls = TlsIdentity.from_files(pki.key_path("US", "tls"), pki.path("US", "tls"))
@@ -119,18 +117,6 @@ def serve(kind: str, pki_root: Path, db: Path, insecure: bool, tuning: dict[str,
             batch_workers=tuning.get("batch_workers", 1),
             max_batch=tuning.get("max_batch", 64),
         )
-        if os.environ.get("BUSY"):
-            fixed = node.receive(signed_corpus(pki_root, 1)[0], __import__("gateway.envelope.opened").envelope.opened.Binding.PROTOBUF)
-            busy = float(os.environ["BUSY"]) * 1e-6
-            def fake(raws, *a, **k):  # type: ignore
-                end = time.perf_counter() + busy * len(raws)
-                while time.perf_counter() < end:
-                    pass
-                return [fixed] * len(raws)
-            node.receive_many = fake  # type: ignore
-            import types
-            node.check_many = lambda raws, *a, **k: types.SimpleNamespace(raws=list(raws), tls_peer=None)  # type: ignore
-            node.finish_receive = lambda c: fake(c.raws)  # type: ignore
         port = server.start()
         print(f"PORT {port}", flush=True)
         sys.stdin.read()  # the parent closes our stdin (or dies): stop

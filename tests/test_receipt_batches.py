@@ -242,3 +242,12 @@ def test_tree_head_naming_another_issuer_than_the_receipt_is_refused(us: Signing
         proof=pb.ReceiptProof(tree_head=head, leaf_index=0, audit_path=paths[0]),
     ).SerializeToString()
     assert code_of(raw) == SIG_MALFORMED
+
+
+def test_receipt_ids_are_random_uuid4_in_canonical_form() -> None:
+    ids = rc.receipt_ids(500)
+    assert len(set(ids)) == 500
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert rc.receipt_ids(0) == []

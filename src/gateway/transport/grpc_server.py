@@ -11,10 +11,10 @@ that hard cap reaches the node and is answered with a signed ENV_OVERSIZE reject
 
 Batching: every envelope, from a unary Submit or from a Stream, goes into one intake that checks
 whatever has arrived as a micro-batch (`node.check_many` then `node.finish_receive`: one
-grouped commit, one hand-off to the store's writer), instead of one node call per grpc thread (measured with 16 unary calls in
-flight: about 800 calls/s unbatched, 1,000-1,150 batched). An envelope's receipt is released
-only after its batch is committed; a stream's receipts are written strictly in the order of its
-envelopes. `batch_workers` batches may be checked at a time.
+grouped commit, one hand-off to the store's writer), instead of one node call per grpc thread
+(measured with 16 unary calls in flight: about 800 calls/s unbatched, 1,000-1,150 batched). An
+envelope's receipt is released only after its batch is committed; a stream's receipts are
+written strictly in the order of its envelopes. `batch_workers` batches may be checked at a time.
 
 Streams carry batches (`EnvelopeBatch` in, `ReceiptBatch` out): gRPC's per-message cost in
 Python (about 125 us a message, measured) is paid once per batch instead of once per envelope.
@@ -22,8 +22,9 @@ Each element of a batch is the exact bytes of one SignedEnvelope and is checked,
 receipted on its own; the receipts of a checked stream batch are signed with one signature over
 their Merkle tree, each carrying its inclusion proof (envelope.receipts.seal_receipts), so each
 still verifies alone while the batch costs one ECDSA signature instead of one per envelope.
-Unary Submit receipts are always signed alone. A batch over `max_stream_batch` envelopes or `max_stream_batch_bytes`
-ends the call with RESOURCE_EXHAUSTED ("ENV_OVERSIZE: ..."); nothing of that batch is checked.
+Unary Submit receipts are always signed alone. A batch over `max_stream_batch` envelopes or
+`max_stream_batch_bytes` ends the call with RESOURCE_EXHAUSTED ("ENV_OVERSIZE: ..."); nothing
+of that batch is checked.
 """
 
 from __future__ import annotations
