@@ -50,6 +50,11 @@ def test_partner_suite_passes_against_own_gateway(
             max_envelope_bytes=TARGET_MAX_ENVELOPE,
         )
         stored = target.node.stats
+        risk_received = (
+            target.node.inbox.database.reader()
+            .execute("SELECT COUNT(*) FROM risk_received")
+            .fetchone()[0]
+        )
     finally:
         target.close()
     failures = [(r.case_id, r.binding.value, r.reasons) for r in run.results if not r.passed]
@@ -58,6 +63,11 @@ def test_partner_suite_passes_against_own_gateway(
     assert {b.value for b in run.bindings} == {"protobuf", "xml"}
     assert stored.accepted > 0 and stored.duplicates >= 2  # the replay case, per binding
     assert {"SIG_INVALID", "TRUST_REVOKED", "ENV_CLOCK_SKEW"} <= set(stored.rejected)
+    if suite.rules is not None:  # UB3 under the partner's handling rules: refused by the target
+        assert {"RISK_VALIDITY_EXPIRED", "RISK_PAYLOAD_MALFORMED", "RISK_UNKNOWN_REFERENCE"} <= set(
+            stored.rejected
+        )
+        assert risk_received >= 2  # the accepted risk information, per binding
 
     written = {p.name: p for p in write_reports(run, tmp_path / "reports")}
     schema = gitb_schema()
@@ -70,5 +80,8 @@ def test_partner_suite_passes_against_own_gateway(
     assert statement["conformant"] is True
     assert statement["profile_version"] == profile.agreement.version
     assert statement["exchanges"]["UB1/AeoStatusChanges"] == {"protobuf": "passed", "xml": "passed"}
+    if suite.rules is not None:
+        for exchange in ("UB3/RiskInformation", "UB3/RiskFeedback"):
+            assert statement["exchanges"][exchange] == {"protobuf": "passed", "xml": "passed"}
     page = written[f"conformance-{partner}.html"].read_text()
     assert "PASSED" in page and "bad-signature" in page and "<script" not in page

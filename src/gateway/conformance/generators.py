@@ -1,10 +1,15 @@
-"""Named input generators: the UB1 messages a case sends, built as the EU side builds them.
+"""Named input generators: the UB1 and UB3 messages a case sends, built as the EU side builds them.
 
 Pure code: records come from translate.sample_aeo (seeded) and go through the partner profile
 exactly as the gateway's own UB1 service sends them (partners.profile: eligibility, programme,
 the partner's cross references only), so a passing case shows both that the target answers
 correctly and what the EU side puts on the wire. Authorisation numbers carry a per-run nonce,
 so cases never collide with each other or with an earlier run against the same target.
+
+UB3 records are built for the partner's handling rules (the suite's ``handling``) and pass
+``partners.handling.prepare_outbound`` exactly as services.risk sends them: a record the rules
+refuse is withheld with the rule's code. Target-side negatives (an expired record, feedback on
+a reference never sent) deliberately skip only the check they test.
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
-from gateway.errors import AeoError
+from gateway.errors import CNF_SUITE_INVALID, AeoError, ConformanceError, RiskError
 from gateway.model.aeo import AeoRecord, AeoStatus, AeoType, CrossReference
 from gateway.model.aeo_list import AeoChange, summarise
-from gateway.model.codes import Administration
+from gateway.model.codes import Administration, HandlingLabel
+from gateway.model.risk import (
+    Feedback,
+    FeedbackOutcome,
+    Indicators,
+    Operator,
+    OperatorRole,
+    RecommendedAction,
+    RiskArea,
+    RiskInformation,
+    TransportMode,
+    UB3Record,
+)
+from gateway.partners.handling import HandlingRules, prepare_outbound
 from gateway.partners.profile import PartnerProfile, partner_delta, to_partner
 from gateway.translate.aeo_exchange import (
     FullListEnd,
@@ -29,7 +47,7 @@ from gateway.translate.aeo_exchange import (
 )
 from gateway.translate.sample_aeo import generate_records
 
-__all__ = ["GeneratorInput", "Plan", "generate"]
+__all__ = ["GeneratorInput", "Message", "Plan", "generate"]
 
 EU = Administration.EU
 _LETTER = {AeoType.AEOC: "C", AeoType.AEOS: "S", AeoType.AEOF: "F"}
@@ -41,13 +59,17 @@ class GeneratorInput:
     nonce: str  # digits unique to this run and case (at most 15)
     today: date
     params: Mapping[str, Any]
+    rules: HandlingRules | None = None  # the partner's UB3 handling rules (UB3 generators)
+
+
+Message = Payload | UB3Record  # a UB1 payload or a UB3 record
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a case sends: messages in order (the last is judged), or what the EU side withheld."""
 
-    messages: tuple[Payload, ...] = ()
+    messages: tuple[Message, ...] = ()
     withheld_code: str = ""  # the refusal code when the EU side refuses to send
     withheld_reason: str = ""
     note: str = ""
@@ -218,6 +240,119 @@ def query(inp: GeneratorInput) -> Plan:
     return Plan((Query(str(uuid.uuid4()), f"DE{inp.nonce}"),))
 
 
+# --- UB3 ---------------------------------------------------------------------------------------
+def _rules(inp: GeneratorInput) -> HandlingRules:
+    if inp.rules is None:
+        raise ConformanceError(
+            "a UB3 case needs the partner's handling rules (handling = ... in [suite])",
+            code=CNF_SUITE_INVALID,
+        )
+    return inp.rules
+
+
+def _cleared_area(rules: HandlingRules) -> RiskArea:
+    """The first risk area (code-list order) the partner is cleared for."""
+    return next(area for area in RiskArea if rules.cleared_for(area))
+
+
+def _risk_record(
+    inp: GeneratorInput,
+    *,
+    area: RiskArea | None = None,
+    label: HandlingLabel | None = None,
+    operators: tuple[Operator, ...] = (),
+    valid: tuple[int, int] = (-1, 30),  # validity in days from today
+) -> RiskInformation:
+    """EU risk information in a cleared area at the partner's highest label, unique per run."""
+    rules = _rules(inp)
+    today = inp.today
+    start, end = (today + timedelta(days=d) for d in valid)
+    legal = Operator(OperatorRole.CONSIGNEE, f"DE{inp.nonce}", "Conformance Trading GmbH", "DE")
+    return RiskInformation(
+        originator=EU,
+        reference=f"EU-CNF-{inp.nonce}",
+        area=area or _cleared_area(rules),
+        indicators=Indicators(
+            commodity_codes=("640399",),
+            countries=("VN",),
+            transport_modes=(TransportMode.MARITIME,),
+            operators=operators or (legal,),
+        ),
+        description="Conformance test record: consignments of footwear declared below value.",
+        valid_from=start,
+        valid_until=end,
+        recommended_action=RecommendedAction.DOCUMENTARY_CHECK,
+        label=label or rules.max_label,
+        issued_on=start,
+    )
+
+
+def _gated(inp: GeneratorInput, record: UB3Record, on: date | None = None) -> Plan:
+    """The record as services.risk sends it (rules checked, removals applied), or withheld."""
+    try:
+        outbound = prepare_outbound(_rules(inp), record, on or inp.today)
+    except RiskError as error:
+        return Plan(withheld_code=error.code, withheld_reason=error.message)
+    note = f"removed by the rules: {', '.join(outbound.removed)}" if outbound.removed else ""
+    return Plan((outbound.record,), note=note or "the EU side did not withhold this record")
+
+
+def risk_information(inp: GeneratorInput) -> Plan:
+    """Risk information in an area and at a label the partner is cleared for."""
+    return _gated(inp, _risk_record(inp))
+
+
+def risk_validity_expired(inp: GeneratorInput) -> Plan:
+    """Risk information whose validity ended ten days ago: every rule but expiry applied (the
+    EU side never sends it; the case checks that the target refuses it)."""
+    record = _risk_record(inp, valid=(-40, -10))
+    return _gated(inp, record, on=record.valid_until)
+
+
+def risk_area_not_cleared(inp: GeneratorInput) -> Plan:
+    """Risk information in the first area the partner is not cleared for: withheld."""
+    rules = _rules(inp)
+    area = next((a for a in RiskArea if not rules.cleared_for(a)), None)
+    if area is None:
+        return Plan(note=f"{rules.source}: the partner is cleared for every risk area")
+    return _gated(inp, _risk_record(inp, area=area))
+
+
+def risk_label_above_clearance(inp: GeneratorInput) -> Plan:
+    """Risk information one label above the partner's clearance: withheld."""
+    rules = _rules(inp)
+    above = sorted((lb for lb in HandlingLabel if lb.rank > rules.max_label.rank), key=_rank)
+    if not above:
+        return Plan(note=f"{rules.source}: the partner is cleared for every label")
+    return _gated(inp, _risk_record(inp, label=above[0]))
+
+
+def _rank(label: HandlingLabel) -> int:
+    return label.rank
+
+
+def risk_personal_data(inp: GeneratorInput) -> Plan:
+    """Risk information naming a natural person: withheld where personal data is refused."""
+    person = Operator(OperatorRole.DECLARANT, "", "Conformance Test Person", "DE", True)
+    return _gated(inp, _risk_record(inp, operators=(person,)))
+
+
+def risk_feedback_unknown_reference(inp: GeneratorInput) -> Plan:
+    """EU feedback on a record of the partner's it never sent the EU (checked by the target)."""
+    rules = _rules(inp)
+    label = min(HandlingLabel.LIMITED, rules.max_label, key=_rank)
+    feedback = Feedback(
+        originator=rules.administration,
+        reference=f"{rules.administration.value}-CNF-{inp.nonce}",
+        reporter=EU,
+        reported_on=inp.today,
+        outcome=FeedbackOutcome.NO_FINDINGS,
+        controls=1,
+        label=label,
+    )
+    return _gated(inp, feedback)
+
+
 _GENERATORS: Mapping[str, Callable[[GeneratorInput], Plan]] = {
     "status_changes": status_changes,
     "status_change_sequence": status_change_sequence,
@@ -230,6 +365,12 @@ _GENERATORS: Mapping[str, Callable[[GeneratorInput], Plan]] = {
     "missing_identifier": missing_identifier,
     "no_consent": no_consent,
     "query": query,
+    "risk_information": risk_information,
+    "risk_validity_expired": risk_validity_expired,
+    "risk_area_not_cleared": risk_area_not_cleared,
+    "risk_label_above_clearance": risk_label_above_clearance,
+    "risk_personal_data": risk_personal_data,
+    "risk_feedback_unknown_reference": risk_feedback_unknown_reference,
 }
 
 

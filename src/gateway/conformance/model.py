@@ -20,6 +20,8 @@ from typing import Any
 from gateway.envelope.opened import Binding
 from gateway.errors import CNF_SUITE_INVALID, ConformanceError, registry
 from gateway.model.codes import Administration, UtilityBlock
+from gateway.model.risk import RiskKind
+from gateway.partners.handling import HandlingRules
 from gateway.translate.aeo_exchange import MessageType
 
 __all__ = [
@@ -89,6 +91,9 @@ EXCHANGES: Mapping[str, Exchange] = {
         MessageType.FULL_LIST_END,
         MessageType.QUERY,
     )
+} | {
+    f"UB3/{kind.value}": Exchange(UtilityBlock.UB3, kind.value)
+    for kind in (RiskKind.RISK_INFORMATION, RiskKind.FEEDBACK)
 }
 
 # Named generators and the message type of the LAST message each produces (the one judged).
@@ -104,6 +109,13 @@ GENERATORS: Mapping[str, str] = {
     "missing_identifier": MessageType.STATUS_CHANGES.value,
     "no_consent": MessageType.STATUS_CHANGES.value,
     "query": MessageType.QUERY.value,
+    # UB3: records built and checked against the partner's handling rules (the suite's handling)
+    "risk_information": RiskKind.RISK_INFORMATION.value,
+    "risk_validity_expired": RiskKind.RISK_INFORMATION.value,
+    "risk_area_not_cleared": RiskKind.RISK_INFORMATION.value,
+    "risk_label_above_clearance": RiskKind.RISK_INFORMATION.value,
+    "risk_personal_data": RiskKind.RISK_INFORMATION.value,
+    "risk_feedback_unknown_reference": RiskKind.FEEDBACK.value,
 }
 _GENERATOR_PARAMS = {"count", "part_size", "type"}
 
@@ -166,6 +178,7 @@ class SuiteFile:
     partner: Administration | None  # None for the base suite
     version: str | None
     profile: str | None  # path relative to the suite directory
+    handling: str | None  # UB3 handling rules, path relative to the suite directory
     includes: tuple[str, ...]
     title: str
     cases: tuple[Case, ...]
@@ -185,6 +198,13 @@ class Suite:
     cases: tuple[Case, ...]
     max_envelope_bytes: int
     sha256: str  # over every file of the suite and its includes: a changed suite is new
+    handling: str | None = None  # UB3 handling rules file, relative to the suite directory
+    rules: HandlingRules | None = None  # those rules, loaded with the suite (suites.load_suite)
+
+    @property
+    def needs_handling(self) -> bool:
+        """Whether a case plays a UB3 exchange (its records are built under handling rules)."""
+        return any(c.exchange.utility_block is UtilityBlock.UB3 for c in self.cases)
 
     def selected(self, direction: Direction) -> tuple[Case, ...]:
         return tuple(case for case in self.cases if case.direction is direction)
@@ -417,6 +437,11 @@ def _parse_case(
             raise table.fail("expect", "outcome not_sent needs a generator")
     elif raw_input is not None:
         raise table.fail("input", "a receive case has no input: the partner system sends")
+    if exchange.utility_block is UtilityBlock.UB3:
+        if direction is Direction.RECEIVE:
+            raise table.fail("direction", f"{exchange_name}: listen checks UB1 exchanges only")
+        if expect.values:
+            raise table.fail("expect", "values are UB1 checks; a UB3 case takes none")
     if expect.outcome is Outcome.ANSWERED and exchange.message_type != MessageType.QUERY:
         raise table.fail("expect", "outcome answered is for UB1/AeoQuery")
     if exchange.message_type == MessageType.QUERY and expect.outcome not in (
@@ -466,7 +491,9 @@ def parse_suite_file(
         1,
     )
     suite = _Table(header, "suite", source, text, line)
-    suite.only("partner", "version", "profile", "include", "title", "max_envelope_bytes")
+    suite.only(
+        "partner", "version", "profile", "handling", "include", "title", "max_envelope_bytes"
+    )
     partner: Administration | None = None
     if "partner" in header:
         code = suite.text_value("partner")
@@ -478,6 +505,7 @@ def parse_suite_file(
     if version is not None and not isinstance(version, str):
         raise suite.fail("version", "must be a string")
     profile = suite.text_value("profile") if "profile" in header else None
+    handling = suite.text_value("handling") if "handling" in header else None
     includes = header.get("include", [])
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise suite.fail("include", "must be a list of suite directories")
@@ -504,6 +532,7 @@ def parse_suite_file(
         partner=partner,
         version=version,
         profile=profile,
+        handling=handling,
         includes=tuple(includes),
         title=title if isinstance(title, str) else name,
         cases=tuple(cases),
@@ -523,6 +552,14 @@ def resolve_suite(main: SuiteFile, included: Sequence[SuiteFile]) -> Suite:
     cases: list[Case] = []
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
+    ub3 = [c for part in (*included, main) for c in part.cases if c.exchange.utility_block
+           is UtilityBlock.UB3]  # fmt: skip
+    if ub3 and main.handling is None:
+        raise _fail(
+            ub3[0].source,
+            f"case {ub3[0].id!r} plays {ub3[0].exchange}: the suite must name the partner's UB3 "
+            'handling rules in [suite] (handling = "../../adapters/handling/<partner>.toml")',
+        )
     for part in (*included, main):
         digest.update(part.sha256.encode())
         for case in part.cases:
@@ -541,4 +578,5 @@ def resolve_suite(main: SuiteFile, included: Sequence[SuiteFile]) -> Suite:
         cases=tuple(cases),
         max_envelope_bytes=main.max_envelope_bytes,
         sha256=digest.hexdigest(),
+        handling=main.handling,
     )

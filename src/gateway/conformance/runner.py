@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
-from gateway.conformance.generators import GeneratorInput, Plan, generate
+from gateway.conformance.generators import GeneratorInput, Message, Plan, generate
 from gateway.conformance.model import Case, Direction, Mutation, Outcome, Suite
 from gateway.conformance.results import (
     Answer,
@@ -47,12 +47,13 @@ from gateway.errors import (
     GatewayError,
     TransportError,
 )
-from gateway.model.codes import Administration, UtilityBlock
+from gateway.model.codes import Administration, HandlingLabel, UtilityBlock
 from gateway.model.header import EnvelopeHeader, utc_now
+from gateway.model.risk import Feedback, IprDetention, IprStatistics, RiskInformation
 from gateway.node import open_receipt, seal_envelope, verify_partner_receipt
 from gateway.partners.profile import PartnerProfile
 from gateway.services.aeo import build_query, form_for, verify_answer
-from gateway.translate import aeo_exchange
+from gateway.translate import aeo_exchange, ub3_exchange
 from gateway.translate.aeo_exchange import CONTENT_TYPES, Payload, Query
 from gateway.transport.tls import ClientTls
 from gateway.trust.store import TrustStore
@@ -172,6 +173,25 @@ def _tamper_payload(binding: Binding, raw: bytes) -> bytes:
     return raw[: found.start(2)] + base64.b64encode(data) + raw[found.end(2) :]
 
 
+_UB3_RECORDS = (RiskInformation, Feedback, IprDetention, IprStatistics)
+UB3_SCHEMA_VERSION = "1.0"  # services.risk.SCHEMA_VERSION
+
+
+def _ub1(messages: Sequence[Message]) -> list[Payload]:
+    return [m for m in messages if not isinstance(m, _UB3_RECORDS)]
+
+
+def _encode(message: Message, binding: Binding) -> bytes:
+    if isinstance(message, _UB3_RECORDS):
+        return ub3_exchange.encode(message, ub3_exchange.PayloadForm(form_for(binding).value))
+    return aeo_exchange.encode(message, form_for(binding))
+
+
+def _label(message: Message | None) -> HandlingLabel | None:
+    """A UB3 record travels under its own label (as services.risk seals it)."""
+    return message.label if isinstance(message, _UB3_RECORDS) else None
+
+
 def _excerpt(binding: Binding, header: EnvelopeHeader, raw: bytes, payload: bytes) -> str:
     head = (
         f"{header.utility_block.value}/{header.message_type} id={header.message_id} "
@@ -213,10 +233,15 @@ class _CaseRunner:
             return Plan(), [case.fixtures[self.binding]]
         plan = generate(
             case.generator,
-            GeneratorInput(self.ctx.profile, nonce, self.ctx.clock().date(), case.params),
+            GeneratorInput(
+                self.ctx.profile,
+                nonce,
+                self.ctx.clock().date(),
+                case.params,
+                self.ctx.suite.rules,
+            ),
         )
-        form = form_for(self.binding)
-        return plan, [aeo_exchange.encode(p, form) for p in plan.messages]
+        return plan, [_encode(p, self.binding) for p in plan.messages]
 
     def header(
         self,
@@ -225,7 +250,25 @@ class _CaseRunner:
         *,
         message_id: str | None = None,
         created_at: datetime | None = None,
+        label: HandlingLabel | None = None,
     ) -> EnvelopeHeader:
+        block = self.case.exchange.utility_block
+        if block is UtilityBlock.UB3:
+            content_type = ub3_exchange.CONTENT_TYPES[
+                ub3_exchange.PayloadForm(form_for(self.binding).value)
+            ]
+            return new_header(
+                payload=payload,
+                utility_block=block,
+                message_type=message_type,
+                sender=self.ctx.tester.administration,
+                receiver=self.ctx.suite.partner,
+                payload_content_type=content_type,
+                schema_version=UB3_SCHEMA_VERSION,
+                handling_label=label or HandlingLabel.LIMITED,
+                message_id=message_id,
+                created_at=created_at,
+            )
         return new_header(
             payload=payload,
             utility_block=UtilityBlock.UB1,
@@ -334,11 +377,16 @@ class _CaseRunner:
             base, verified=True, signer=verified.signer.certificate.subject.rfc4514_string()
         )
 
-    def setup(self, payloads: Sequence[bytes], messages: Sequence[Payload]) -> list[str]:
+    def setup(self, payloads: Sequence[bytes], messages: Sequence[Message]) -> list[str]:
         """Send every message but the last normally; each must be accepted."""
         for number, data in enumerate(payloads[:-1], start=1):
-            kind = messages[number - 1].message_type.value
-            header = self.header(data, kind)
+            message = messages[number - 1]
+            kind = (
+                message.kind.value
+                if isinstance(message, _UB3_RECORDS)
+                else message.message_type.value
+            )
+            header = self.header(data, kind, label=_label(message))
             answer = self.send(f"setup {number}", header, data, self.seal(header, data))
             if not (
                 answer.kind is AnswerKind.RECEIPT
@@ -374,7 +422,7 @@ class _CaseRunner:
                 )
             )
             return judge(case, self.binding, answer)
-        values = check_values(case.expect, plan.messages, self.ctx.profile)
+        values = check_values(case.expect, _ub1(plan.messages), self.ctx.profile)
         if case.exchange.message_type == "AeoQuery":
             return values + self.query(plan)
         problems = self.setup(payloads, plan.messages)
@@ -391,7 +439,8 @@ class _CaseRunner:
             created = now - self.ctx.profile.duplicate_window - timedelta(hours=1)
         elif mutation is Mutation.OVERSIZE:
             data = b"\x00" * (self.ctx.max_envelope_bytes + 4096)
-        header = self.header(data, kind, created_at=created)
+        label = _label(plan.messages[-1] if plan.messages else None)
+        header = self.header(data, kind, created_at=created, label=label)
         raw = self.seal(header, data, mutation)
         first: Answer | None = None
         if mutation in (Mutation.REPLAY_SAME, Mutation.REPLAY_CONFLICT):
@@ -404,7 +453,7 @@ class _CaseRunner:
             if mutation is Mutation.REPLAY_CONFLICT:
                 _, other = self.plan(self.nonce + "1")
                 data = other[-1] if other[-1] != data else data + b" "
-                header = self.header(data, kind, message_id=header.message_id)
+                header = self.header(data, kind, message_id=header.message_id, label=label)
                 raw = self.seal(header, data)
         answer = self.send("judged", header, data, raw)
         return values + judge(case, self.binding, answer, first)

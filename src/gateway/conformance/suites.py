@@ -3,6 +3,8 @@ the partner profile they test, before anything runs."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.conformance.model import Suite, SuiteFile, parse_suite_file, resolve_suite
@@ -12,6 +14,7 @@ from gateway.errors import (
     ConformanceError,
     GatewayError,
 )
+from gateway.partners.handling import load_handling_rules
 from gateway.partners.profile import PartnerProfile, load_profile
 
 __all__ = ["SUITE_FILE", "check_version", "load_suite", "suite_profile"]
@@ -57,7 +60,37 @@ def load_suite(directory: Path | str) -> Suite:
                 location=main.source,
             )
         included.append(part)
-    return resolve_suite(main, included)
+    return _with_handling(root, resolve_suite(main, included))
+
+
+def _with_handling(directory: Path, suite: Suite) -> Suite:
+    """The suite with its UB3 handling rules loaded (and their text in its SHA-256)."""
+    if suite.handling is None:
+        return suite
+    path = directory / suite.handling
+    where = str(directory / SUITE_FILE)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConformanceError(
+            f"handling rules {path}: {exc.strerror or exc}", code=CNF_SUITE_INVALID, location=where
+        ) from None
+    try:
+        rules = load_handling_rules(text, path.name)
+    except GatewayError as error:
+        raise ConformanceError(
+            f"handling rules {path} are invalid: {error}", code=CNF_SUITE_INVALID, location=where
+        ) from None
+    if rules.administration is not suite.partner:
+        raise ConformanceError(
+            f"handling rules {path} are for {rules.administration.value}, the suite for "
+            f"{suite.partner.value}",
+            code=CNF_SUITE_INVALID,
+            location=where,
+        )
+    digest = hashlib.sha256(suite.sha256.encode())
+    digest.update(hashlib.sha256(text.encode()).digest())
+    return replace(suite, rules=rules, sha256=digest.hexdigest())
 
 
 def suite_profile(directory: Path | str, suite: Suite) -> PartnerProfile:
