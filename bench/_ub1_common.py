@@ -52,12 +52,19 @@ from gateway.model.aeo_list import AeoChange, ReconciliationSummary
 from gateway.model.codes import Administration
 from gateway.node import GatewayNode
 from gateway.partners.profile import PartnerProfile, eligible_for, load_profile, to_partner
-from gateway.services.aeo import AeoService, _outbound, _seal, service_for, ub1_handlers
+from gateway.services.aeo import (
+    AeoService,
+    SyncResult,
+    _outbound,
+    _seal,
+    service_for,
+    ub1_handlers,
+)
 from gateway.services.delivery import DeliveryWorker
 from gateway.store.aeo_store import AeoStore, record_from_json
 from gateway.store.inbox import SqliteInbox
 from gateway.store.message_log import SqliteMessageLog
-from gateway.store.outbox import SqliteOutbox, mark_delivered_in
+from gateway.store.outbox import OutboundState, SqliteOutbox, mark_delivered_in
 from gateway.store.sqlite import SqliteDatabase
 from gateway.translate.aeo_exchange import StatusChanges
 from gateway.translate.eos_aeo import load_mapping_spec
@@ -302,6 +309,51 @@ def load_own_list(side: EuSide, path: Path) -> int:
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE cached")
     return int(count)
+
+
+# --- the timed full sync, as `gncgw serve` runs it --------------------------------------------
+@dataclass(frozen=True)
+class Delivered:
+    """A full sync queued while the delivery worker's thread ran, and the outbox drained."""
+
+    sync: SyncResult
+    queued_seconds: float  # full_sync returned (the end queued)
+    seconds: float  # the outbox drained: every message delivered, its receipt verified and stored
+    delivered: int  # messages delivered
+    retried: int  # messages that needed more than one attempt
+
+
+def sync_while_delivering(side: EuSide, timeout: float = 3600.0) -> Delivered:
+    """As in `gncgw serve`: the delivery worker's thread is started first, then
+    ``full_sync(US)`` queues parts unit by unit while the worker already sends them; timed until
+    nothing is pending in the outbox (a dead letter or the timeout fails the run)."""
+    outbox = side.service.outbox
+    side.worker.start()
+    try:
+        started = time.perf_counter()
+        sync = side.service.full_sync(US)
+        queued = time.perf_counter() - started
+        while True:
+            states = outbox.counts()
+            if states[OutboundState.DEAD]:
+                raise SystemExit(f"delivery failed: dead letters {states}")
+            if not states[OutboundState.PENDING]:
+                break
+            if time.perf_counter() - started > timeout:
+                raise SystemExit(f"outbox not drained after {timeout:.0f} s: {states}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        side.worker.stop()
+    ours = set(sync.message_ids)
+    delivered = retried = 0
+    for item in outbox.list(partner=US):
+        if item.message_id in ours:
+            delivered += item.state is OutboundState.DELIVERED
+            retried += item.attempts > 0
+    if delivered != len(ours):
+        raise SystemExit(f"{delivered} of the {len(ours)} messages of the sync were delivered")
+    return Delivered(sync, queued, elapsed, delivered, retried)
 
 
 # --- the US gateway, in a child process ----------------------------------------------------------

@@ -6,10 +6,12 @@ nothing partial on either side."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec
@@ -319,4 +321,134 @@ def test_a_change_queued_behind_a_full_list_is_not_overwritten_by_it(
     assert not report.dead
     (held,) = us.store.find(EU, target.authorisation_number)
     assert held.status is AeoStatus.SUSPENDED and held.version == target.version + 1
+    _summaries_agree(eu, us)
+
+
+# --- pipelined full sync: parts queued unit by unit while delivery runs --------------------------
+ABANDONED = "5f0c2a8e-1d3b-4c7a-9e2f-6b8d4a1c3e5f"
+OVERTAKEN = "7a1e3c5b-2f4d-4e6a-8b0c-9d2f4a6c8e1b"
+
+
+def _suspend(eu: Gateway) -> AeoRecord:
+    """Import a suspension of one record the US sees; the record as suspended."""
+    target = next(r for r in eu.store.records(EU) if _us_view(eu, r) and r.is_aeo)
+    suspension = replace(
+        target,
+        status=AeoStatus.SUSPENDED,
+        status_effective=date(2026, 3, 1),
+        status_reason="Suspended pending re-assessment",
+        version=target.version + 1,
+    )
+    eu.service.import_export(
+        write_eos_xml([suspension], ExportKind.CHANGES, mapping_spec()), source="changes.xml"
+    )
+    return suspension
+
+
+def _seal_hook(
+    monkeypatch: pytest.MonkeyPatch, after: int, action: Callable[[], None]
+) -> list[int]:
+    """Run ``action`` once, just before the ``after + 1``-th seal (with one part per unit,
+    ``after`` parts are then sealed and queued); the seal count."""
+    import gateway.services.aeo as aeo_service
+
+    real = aeo_service._seal
+    calls = [0]
+
+    def seal(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == after + 1:
+            action()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aeo_service, "_seal", seal)
+    return calls
+
+
+def _queued(eu: Gateway, message_type: str) -> int:
+    return sum(1 for item in eu.outbox.list(partner=US) if item.message_type == message_type)
+
+
+def test_parts_are_delivered_while_later_ones_are_queued(
+    pair: tuple[Gateway, Gateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One unit per part: the worker (another thread, as in `gncgw serve`) delivers the first
+    parts before the end exists; the receiver stages them and swaps its list at the end."""
+    eu, us = pair
+    _import_and_sync(eu, us)
+    eu.service.part_size, eu.service.parts_per_unit = 10, 1
+    staged_midway: list[int] = []
+
+    def deliver_now() -> None:
+        worker = threading.Thread(target=eu.deliver, args=(US,))
+        worker.start()
+        worker.join()
+        staged_midway.extend(s.parts for s in us.store.staged())
+
+    _seal_hook(monkeypatch, 3, deliver_now)
+    sync = eu.service.full_sync(US)
+    assert sync.parts > 3
+    assert staged_midway == [3]  # parts 1-3 delivered and staged; part 4 not yet sealed
+    report = eu.deliver(US)
+    assert not report.dead and len(report.delivered) == sync.parts + 1 - 3
+    assert us.store.staged() == [] and us.store.summary(EU) == sync.summary
+    _summaries_agree(eu, us)
+
+
+def test_an_abandoned_full_sync_keeps_the_previous_list_until_a_later_one_completes(
+    pair: tuple[Gateway, Gateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender failing (or crashing) mid-way leaves parts queued without an end: the receiver
+    stages them and keeps its list; the next full sync completes and clears that staging."""
+    eu, us = pair
+    _import_and_sync(eu, us)
+    eu.service.part_size, eu.service.parts_per_unit = 10, 1
+    before = us.store.summary(EU)
+
+    def crash() -> None:
+        raise OSError("the sender died")
+
+    _seal_hook(monkeypatch, 3, crash)
+    with pytest.raises(OSError):
+        eu.service.full_sync(US, sync_id=ABANDONED)
+    assert _queued(eu, "AeoFullListPart") == 3 and _queued(eu, "AeoFullListEnd") == 0
+    assert not eu.deliver(US).dead
+    (staged,) = us.store.staged()
+    assert (staged.sync_id, staged.parts, staged.records) == (ABANDONED, 3, 30)
+    assert us.store.summary(EU) == before  # the previous list is kept
+    monkeypatch.undo()
+
+    suspended = _suspend(eu)  # the own list moves on meanwhile
+    sync = eu.service.full_sync(US)
+    report = eu.deliver(US)
+    assert not report.dead and len(report.delivered) == sync.parts + 1 + 1  # + the change
+    assert us.store.staged() == []
+    assert us.store.count(EU) == sync.records and us.store.summary(EU) == sync.summary
+    (held,) = us.store.find(EU, suspended.authorisation_number)
+    assert held.status is AeoStatus.SUSPENDED
+    _summaries_agree(eu, us)
+
+
+def test_an_import_committed_during_a_pipelined_sync_is_not_overwritten_by_it(
+    pair: tuple[Gateway, Gateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are one read snapshot; a delta queued between two of its units would reach
+    the partner before the end and be overwritten by the older snapshot, so the sync is
+    abandoned and queued again in one unit: the partner gets the change, then a list with it."""
+    eu, us = pair
+    _import_and_sync(eu, us)
+    eu.service.part_size, eu.service.parts_per_unit = 10, 1
+    suspended: list[AeoRecord] = []
+    _seal_hook(monkeypatch, 1, lambda: suspended.append(_suspend(eu)))
+    sync = eu.service.full_sync(US, sync_id=OVERTAKEN)
+    assert sync.sync_id != OVERTAKEN  # queued again under a new sync id
+    types = [item.message_type for item in eu.outbox.list(partner=US) if item.state == "pending"]
+    assert types[:2] == ["AeoFullListPart", "AeoStatusChanges"]  # the abandoned part 1, delta
+    assert types[2:] == ["AeoFullListPart"] * sync.parts + ["AeoFullListEnd"]
+    report = eu.deliver(US)
+    assert not report.dead
+    assert us.store.staged() == []
+    assert us.store.count(EU) == sync.records and us.store.summary(EU) == sync.summary
+    (held,) = us.store.find(EU, suspended[0].authorisation_number)
+    assert held.status is AeoStatus.SUSPENDED and held.version == suspended[0].version
     _summaries_agree(eu, us)

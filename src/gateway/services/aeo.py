@@ -7,8 +7,9 @@ Sending side (``AeoService``):
   consenting, eligible operators; a withdrawal of consent is a removal at once), seals the
   StatusChanges envelopes and queues them in the outbox. The list and its notifications commit
   together or not at all; a bad export changes nothing and queues nothing.
-* ``full_sync`` queues the partner's view of the own list in parts of ``part_size`` records and
-  an end carrying the reconciliation summary.
+* ``full_sync`` queues the partner's view of the own list (one read snapshot) in parts of
+  ``part_size`` records, ``parts_per_unit`` parts per unit of work so delivery overlaps it, and
+  an end carrying the reconciliation summary in the last unit.
 
 Everything UB1 sends one partner, deltas and full lists, shares one ordering key
 ``ub1:<partner>``: the outbox delivers a key strictly in order, so changes of one AEO (and of
@@ -34,9 +35,11 @@ import logging
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from gateway.config import GatewayConfig, PartnerBinding, PartnerConfig
@@ -74,7 +77,7 @@ from gateway.partners.profile import (
     partner_view,
     to_partner,
 )
-from gateway.store.aeo_store import AeoStore
+from gateway.store.aeo_store import AeoStore, record_from_json
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
 from gateway.store.sqlite import SqliteDatabase
 from gateway.translate import aeo_exchange
@@ -98,6 +101,7 @@ from gateway.trust.store import TrustedSigner, TrustStore
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PARTS_PER_UNIT",
     "DEFAULT_PART_SIZE",
     "AeoQueryResponder",
     "AeoService",
@@ -124,6 +128,9 @@ log = logging.getLogger("gateway.services.aeo")
 
 DEFAULT_BATCH_SIZE = 500  # status changes per envelope
 DEFAULT_PART_SIZE = 1000  # records per full-list part
+# Full-list parts queued per unit of work: ~1.6 s of reading, translating and sealing at
+# ~100 us a record, so delivery starts early and the writer is never held for long.
+DEFAULT_PARTS_PER_UNIT = 16
 SCHEMA_VERSION = "1.0"
 
 
@@ -181,6 +188,24 @@ class SyncResult:
     message_ids: tuple[str, ...]  # parts then the end, in delivery order
 
 
+@dataclass
+class _SyncState:
+    """A full sync being queued: its summary so far, counts and message ids."""
+
+    builder: SummaryBuilder = field(default_factory=SummaryBuilder)
+    records: int = 0
+    parts: int = 0
+    message_ids: list[str] = field(default_factory=list)
+
+
+class _Overtaken(Exception):
+    """Something else was queued under the partner's key in the middle of a pipelined sync."""
+
+    def __init__(self, message: str, parts: int) -> None:
+        super().__init__(message)
+        self.parts = parts  # parts already queued (abandoned)
+
+
 # --- helpers -------------------------------------------------------------------------------------
 def _seal(
     identity: SigningIdentity,
@@ -236,12 +261,13 @@ class AeoService:
         spec: MappingSpec,
         batch_size: int = DEFAULT_BATCH_SIZE,
         part_size: int = DEFAULT_PART_SIZE,
+        parts_per_unit: int = DEFAULT_PARTS_PER_UNIT,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if store.database is not outbox.database:
             raise ValueError("the AEO store and the outbox must share one database")
-        if batch_size < 1 or part_size < 1:
-            raise ValueError("batch_size and part_size must be positive")
+        if batch_size < 1 or part_size < 1 or parts_per_unit < 1:
+            raise ValueError("batch_size, part_size and parts_per_unit must be positive")
         self.store = store
         self.outbox = outbox
         self.identity = identity
@@ -250,6 +276,7 @@ class AeoService:
         self.spec = spec
         self.batch_size = batch_size
         self.part_size = part_size
+        self.parts_per_unit = parts_per_unit
         self.clock = clock
 
     def partner(self, code: Administration) -> Ub1Partner:
@@ -390,51 +417,199 @@ class AeoService:
     def full_sync(
         self, code: Administration, *, as_of: date | None = None, sync_id: str | None = None
     ) -> SyncResult:
-        """Queue the partner's full list in parts and its end (one unit of work).
+        """Queue the partner's full list in parts and its end, pipelined with delivery.
 
-        Streamed: the own list is read in authorisation-number order inside the unit (the
-        writer's view is the snapshot), each part sealed and queued as soon as it is full, the
-        summary built as the records go by; memory stays bounded however long the list.
+        The own list is read in authorisation-number order from ONE read snapshot (a read
+        transaction on this thread's reader connection: under WAL it sees one committed state
+        however long it is iterated), translated, summarised and sealed on the calling thread,
+        and queued ``parts_per_unit`` parts per unit of work, the end (with the reconciliation
+        summary over exactly the records of the parts) in the last unit, all under the partner's
+        one ordering key. Delivery (the worker's thread in ``gncgw serve``) sends the first
+        parts while later ones are being sealed; the receiver stages parts until the end proves
+        them. Memory stays bounded however long the list.
+
+        Order with deltas: each unit first checks that nothing else was queued under the key
+        since the snapshot (or since this sync's previous unit). A delta queued in between
+        (an import committed during the sync) would reach the partner before the end and be
+        overwritten by this older snapshot, so the sync is then abandoned and queued again in
+        ONE unit (parts and end together, read on the writer's connection): the partner gets
+        the delta, then a full list that includes it.
+
+        Abandoned syncs (that one, or a sender that crashes or fails between units): the parts
+        already queued are delivered and staged by the receiver, no end follows, so the receiver
+        keeps its previous list; their staging is cleared when a later full list of this sender
+        completes there. The schedule keys on the last end queued, so the next sync is due at
+        once.
         """
         partner = self.partner(code)
         as_of = as_of or self.clock().date()
         sync_id = sync_id or str(uuid.uuid4())
-        key = ordering_key(code)
+        try:
+            return self._pipelined_sync(partner, as_of, sync_id)
+        except _Overtaken as overtaken:
+            again = str(uuid.uuid4())
+            log.warning(
+                "full list %s for %s abandoned after %d part(s): %s; queued again as %s in one "
+                "unit of work",
+                sync_id, code.value, overtaken.parts, overtaken, again,
+            )  # fmt: skip
+            return self.store.database.write(
+                lambda conn: self._one_unit_sync(conn, partner, as_of, again)
+            )
+
+    def _sealed_parts(
+        self,
+        partner: Ub1Partner,
+        sync_id: str,
+        as_of: date,
+        records: Iterable[AeoRecord],
+        state: _SyncState,
+    ) -> Iterator[OutboundMessage]:
+        """The partner's view of ``records`` as sealed parts (summary and counts in ``state``)."""
         profile = partner.profile
+        chunk: list[AeoRecord] = []
 
-        def unit(conn: sqlite3.Connection) -> SyncResult:
+        def part() -> OutboundMessage:
+            state.parts += 1
+            payload = FullListPart(self.own, sync_id, as_of, state.parts, tuple(chunk))
+            return self._sealed(partner, payload, state)
+
+        for record in records:
+            if not eligible_for(profile, record):
+                continue
+            translated = to_partner(profile, record)
+            state.builder.add(translated)
+            chunk.append(translated)
+            state.records += 1
+            if len(chunk) >= self.part_size:
+                yield part()
+                chunk = []
+        if chunk:
+            yield part()
+
+    def _sealed(self, partner: Ub1Partner, payload: Payload, state: _SyncState) -> OutboundMessage:
+        header, raw = _seal(self.identity, partner.binding, payload, partner.administration)
+        state.message_ids.append(header.message_id)
+        return _outbound(partner, header, raw, ordering_key(partner.administration))
+
+    def _end(
+        self, partner: Ub1Partner, sync_id: str, as_of: date, state: _SyncState
+    ) -> tuple[OutboundMessage, SyncResult]:
+        summary = state.builder.result()
+        end = self._sealed(partner, FullListEnd(self.own, sync_id, as_of, state.parts, summary),
+                           state)  # fmt: skip
+        result = SyncResult(
+            partner.administration, sync_id, state.records, state.parts, summary,
+            tuple(state.message_ids),
+        )  # fmt: skip
+        return end, result
+
+    def _one_unit_sync(
+        self, conn: sqlite3.Connection, partner: Ub1Partner, as_of: date, sync_id: str
+    ) -> SyncResult:
+        """Unit of work: the whole full list, parts and end, read on the writer's connection."""
+        state = _SyncState()
+        now = self.clock()
+        records = self.store.iter_records(conn, self.own)
+        for message in self._sealed_parts(partner, sync_id, as_of, records, state):
+            self.outbox.enqueue(conn, message, now=now)
+        end, result = self._end(partner, sync_id, as_of, state)
+        self.outbox.enqueue(conn, end, now=now)
+        return result
+
+    def _pipelined_sync(self, partner: Ub1Partner, as_of: date, sync_id: str) -> SyncResult:
+        state = _SyncState()
+        with self._own_snapshot() as (mark, records):
+            last = mark
+            pending: list[OutboundMessage] = []
+            for message in self._sealed_parts(partner, sync_id, as_of, records, state):
+                pending.append(message)
+                if len(pending) >= self.parts_per_unit:
+                    last = self._queue(partner, pending, last, state)
+                    pending = []
+            end, result = self._end(partner, sync_id, as_of, state)
+            self._queue(partner, [*pending, end], last, state)
+        return result
+
+    def _queue(
+        self, partner: Ub1Partner, messages: Sequence[OutboundMessage], after: int,
+        state: _SyncState,
+    ) -> int:  # fmt: skip
+        """One unit: queue ``messages`` unless something else was queued under the key after
+        outbox position ``after`` (then _Overtaken); the outbox position after them."""
+        code = partner.administration
+        key = ordering_key(code)
+
+        def unit(conn: sqlite3.Connection) -> tuple[int, str] | tuple[None, str]:
+            other = conn.execute(
+                "SELECT message_id, message_type FROM outbox WHERE seq > ? AND partner = ? "
+                "AND ordering_key = ? ORDER BY seq LIMIT 1",
+                (after, code.value, key),
+            ).fetchone()
+            if other is not None:
+                return None, f"{other[1]} {other[0]} was queued under {key} meanwhile"
             now = self.clock()
-            builder = SummaryBuilder()
-            message_ids: list[str] = []
-            chunk: list[AeoRecord] = []
-            count = 0
+            for message in messages:
+                self.outbox.enqueue(conn, message, now=now)
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]), ""
 
-            def queue(payload: Payload) -> None:
-                header, raw = _seal(self.identity, partner.binding, payload, code)
-                self.outbox.enqueue(conn, _outbound(partner, header, raw, key), now=now)
-                message_ids.append(header.message_id)
+        position, why = self.store.database.write(unit)
+        if position is None:
+            unqueued = sum(m.message_type == MessageType.FULL_LIST_PART for m in messages)
+            raise _Overtaken(why, state.parts - unqueued)
+        return position
 
-            def flush() -> None:
-                queue(FullListPart(self.own, sync_id, as_of, len(message_ids) + 1, tuple(chunk)))
-                chunk.clear()
+    @contextmanager
+    def _own_snapshot(self) -> Iterator[tuple[int, Iterator[AeoRecord]]]:
+        """(outbox position, own records in authorisation-number order) of one consistent state.
 
-            for record in self.store.iter_records(conn, self.own):
-                if not eligible_for(profile, record):
-                    continue
-                translated = to_partner(profile, record)
-                builder.add(translated)
-                chunk.append(translated)
-                count += 1
-                if len(chunk) >= self.part_size:
-                    flush()
-            if chunk:
-                flush()
-            parts = len(message_ids)
-            summary = builder.result()
-            queue(FullListEnd(self.own, sync_id, as_of, parts, summary))
-            return SyncResult(code, sync_id, count, parts, summary, tuple(message_ids))
+        Under WAL: one read transaction on this thread's reader connection (the outbox position
+        and the records are of the same commit). Without WAL (an in-memory database: tests and
+        benchmarks only; config refuses one for a gateway), a long read would block the writer,
+        so pages are read by units of work instead; a change of what the partner sees queues a
+        delta under its key, which ``_queue`` detects, so the parts are still one state.
+        """
+        database = self.store.database
+        conn = database.reader()
+        owner = self.own.value
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if mode == "wal":
+            conn.execute("BEGIN")
+            cursor = conn.cursor()
+            try:
+                mark = int(cursor.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+                cursor.execute(
+                    "SELECT record FROM aeo_record WHERE owner = ? ORDER BY authorisation_number",
+                    (owner,),
+                )
+                yield mark, (record_from_json(text) for (text,) in cursor)
+            finally:
+                cursor.close()
+                conn.execute("ROLLBACK")
+            return
+        page = self.part_size * self.parts_per_unit
 
-        return self.store.database.write(unit)
+        def first(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
+
+        def paged() -> Iterator[AeoRecord]:
+            def read(after: str, conn: sqlite3.Connection) -> list[tuple[str, str]]:
+                return conn.execute(
+                    "SELECT authorisation_number, record FROM aeo_record WHERE owner = ? "
+                    "AND authorisation_number > ? ORDER BY authorisation_number LIMIT ?",
+                    (owner, after, page),
+                ).fetchall()
+
+            after = ""
+            while True:
+                rows = database.write(partial(read, after))
+                for _, text in rows:
+                    yield record_from_json(text)
+                if len(rows) < page:
+                    return
+                after = rows[-1][0]
+
+        yield database.write(first), paged()
 
     # -- reads ----------------------------------------------------------------------------------
     def own_view_summary(self, code: Administration) -> ReconciliationSummary:
@@ -760,6 +935,7 @@ def service_for(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     part_size: int = DEFAULT_PART_SIZE,
+    parts_per_unit: int = DEFAULT_PARTS_PER_UNIT,
 ) -> AeoService:
     """The AEO service of a configured gateway on its message store."""
     return AeoService(
@@ -770,6 +946,7 @@ def service_for(
         spec=spec,
         batch_size=batch_size,
         part_size=part_size,
+        parts_per_unit=parts_per_unit,
     )
 
 
