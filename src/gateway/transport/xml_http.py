@@ -47,10 +47,8 @@ from typing import Any, cast
 from cryptography import x509
 
 from gateway.envelope.opened import Binding
-from gateway.envelope.receipts import Receipt, check_receipt_matches
 from gateway.errors import (
     OVERSIZE,
-    RECEIPT_MISMATCH,
     TRN_BAD_REQUEST,
     TRN_PROTOCOL,
     DeliveryError,
@@ -61,9 +59,9 @@ from gateway.errors import (
 )
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
-from gateway.node import GatewayNode, open_receipt
+from gateway.node import GatewayNode, VerifiedReceipt, verify_partner_receipt
 from gateway.transport.tls import ClientTls, TlsIdentity, check_certificates_pem
-from gateway.trust.store import TrustedSigner, TrustStore
+from gateway.trust.store import TrustStore
 
 log = logging.getLogger("gateway.transport.xml_http")
 
@@ -641,19 +639,6 @@ def _cut(sock: socket.socket) -> None:
 
 
 # --- the client ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CheckedReceipt:
-    """A partner's XML receipt whose signature, signer and subject were checked."""
-
-    receipt: Receipt
-    signer: TrustedSigner
-    raw: bytes
-
-    @property
-    def accepted(self) -> bool:
-        return self.receipt.accepted
-
-
 def check_receipt(
     raw_receipt: bytes,
     *,
@@ -662,24 +647,17 @@ def check_receipt(
     message_id: str,
     sent: bytes,
     now: datetime,
-) -> CheckedReceipt:
-    """What a sender checks before treating a message as answered: the receipt's XML signature,
-    that its signer may sign for `partner`, that `partner` issued it, and that it names the
-    message and the SHA-256 of exactly the bytes sent (a rejection may leave the id empty when
-    the partner could not trust the header)."""
-    opened = open_receipt(Binding.XML, raw_receipt)
-    chain = tuple(c for c in opened.signer_chain if isinstance(c, x509.Certificate))
-    signer = trust.check_signer(partner, chain, now)
-    receipt = opened.receipt
-    if receipt.issuer != partner:
-        raise DeliveryError(
-            f"receipt issued by {receipt.issuer.value}, expected {partner.value}",
-            code=RECEIPT_MISMATCH,
-            location="receipt.issuer",
-        )
-    expected = "" if not receipt.accepted and not receipt.message_id else message_id
-    check_receipt_matches(receipt, expected, sent)
-    return CheckedReceipt(receipt, signer, raw_receipt)
+) -> VerifiedReceipt:
+    """An XML receipt, checked as a sender checks any receipt (node.verify_partner_receipt)."""
+    return verify_partner_receipt(
+        Binding.XML,
+        raw_receipt,
+        partner=partner,
+        trust=trust,
+        message_id=message_id,
+        sent=sent,
+        now=now,
+    )
 
 
 class HttpAnswerError(TransportError):
@@ -778,7 +756,7 @@ class XmlPartnerClient:
         trust: TrustStore,
         message_id: str,
         now: datetime | None = None,
-    ) -> CheckedReceipt:
+    ) -> VerifiedReceipt:
         """submit(), then check_receipt(): the answer as a receipt this partner verifiably gave."""
         answer = self.submit(raw)
         return check_receipt(
