@@ -90,7 +90,7 @@ SIG_ALGORITHM = _code(
 )
 SIG_REFERENCE = _code(
     "SIG_REFERENCE_NOT_ROOT",
-    "The XML signature must have exactly one Reference, with URI=\"\" (the envelope root).",
+    'The XML signature must have exactly one Reference, with URI="" (the envelope root).',
 )
 SIG_TRANSFORM = _code(
     "SIG_TRANSFORM_NOT_ALLOWED",
@@ -283,8 +283,8 @@ PRF_UNKNOWN_AEO_TYPE = _code(
 )
 PRF_BAD_BINDING = _code("PRF_BAD_BINDING", "A partner profile binding is not 'grpc' or 'xml'.")
 PRF_BAD_RETRY = _code(
-    "PRF_BAD_RETRY", "Retry or timing rules are negative, zero where they must be positive, "
-    "or inconsistent.",
+    "PRF_BAD_RETRY",
+    "Retry or timing rules are negative, zero where they must be positive, or inconsistent.",
 )
 PRF_NOT_TOML = _code("PRF_NOT_TOML", "A partner profile is not valid TOML.")
 
