@@ -34,8 +34,6 @@ from gateway.errors import (
     ConfigError,
     DeliveryError,
     GatewayError,
-    HandlingRulesError,
-    ProfileError,
 )
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
@@ -591,19 +589,10 @@ def _profile(
 ) -> tuple[Path | None, PartnerProfile | None]:
     """The partner profile a [[partners]] table links to: it must be this partner's, and say
     the binding the deployment uses (the deployment keeps endpoint, CAs and CRLs)."""
-    if "profile" not in table:
+    linked = _linked_file(r, key, table, "profile", load_profile)
+    if linked is None:
         return None, None
-    path, data = r.file(table["profile"], f"{key}.profile")
-    try:
-        profile = load_profile(data.decode("utf-8"), str(path))
-    except UnicodeDecodeError as exc:
-        r.fail(f"{key}.profile", f"{path} is not UTF-8: {exc}")
-    except ProfileError as error:
-        raise ProfileError(
-            f"config error: {key}.profile: {error.message}",
-            code=error.code,
-            location=error.location,
-        ) from None
+    path, profile = linked
     if profile.administration is not admin:
         r.fail(
             f"{key}.profile",
@@ -618,23 +607,42 @@ def _profile(
     return path, profile
 
 
+_Loaded = TypeVar("_Loaded")
+
+
+def _linked_file(
+    r: _Reader,
+    key: str,
+    table: Mapping[str, Any],
+    name: str,
+    load: Callable[[str, str], _Loaded],
+    source: Callable[[Path], str] = str,
+) -> tuple[Path, _Loaded] | None:
+    """A data file a [[partners]] table links to (profile, handling rules), loaded by its own
+    strict loader; its errors keep their code and gain the config key that named the file."""
+    if name not in table:
+        return None
+    path, data = r.file(table[name], f"{key}.{name}")
+    try:
+        return path, load(data.decode("utf-8"), source(path))
+    except UnicodeDecodeError as exc:
+        r.fail(f"{key}.{name}", f"{path} is not UTF-8: {exc}")
+    except GatewayError as error:
+        raise type(error)(
+            f"config error: {key}.{name}: {error.message}",
+            code=error.code,
+            location=error.location,
+        ) from None
+
+
 def _handling(
     r: _Reader, key: str, table: Mapping[str, Any], admin: Administration
 ) -> tuple[Path | None, HandlingRules | None]:
     """The UB3 handling rules a [[partners]] table links to; they must be this partner's."""
-    if "handling" not in table:
+    linked = _linked_file(r, key, table, "handling", load_handling_rules, source=lambda p: p.name)
+    if linked is None:
         return None, None
-    path, data = r.file(table["handling"], f"{key}.handling")
-    try:
-        rules = load_handling_rules(data.decode("utf-8"), path.name)
-    except UnicodeDecodeError as exc:
-        r.fail(f"{key}.handling", f"{path} is not UTF-8: {exc}")
-    except HandlingRulesError as error:
-        raise HandlingRulesError(
-            f"config error: {key}.handling: {error.message}",
-            code=error.code,
-            location=error.location,
-        ) from None
+    path, rules = linked
     if rules.administration is not admin:
         r.fail(
             f"{key}.handling",
