@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -334,3 +334,24 @@ def test_config_links_handling_rules(
     cn = rules[CN]
     assert cn is not None and cn.max_label is HandlingLabel.LIMITED
     assert rules[HK] is not None and rules[US] is not None
+
+
+def test_retention_purge_erases_the_record_and_the_inbox_copy(
+    gateways: dict[Administration, Gateway],
+) -> None:
+    """Past retention the record and the envelope bytes go; digests and receipt stay as proof."""
+    eu, cn = gateways[EU], gateways[CN]
+    message_id = send_and_deliver(eu, CN, form("ipr-shoes.xml"))
+    [held] = [r for r in cn.service.store.received() if r.message_id == message_id]
+    assert held.retain_until is not None
+    inbox = cn.node.inbox
+    assert inbox.envelope_for(message_id)
+    receipt = inbox.receipt_for(message_id)
+    # Before the retention date nothing is purged; after it, this record is.
+    assert cn.service.store.purge_expired(held.received_at, "retention") == 0
+    purged = cn.service.store.purge_expired(held.retain_until + timedelta(seconds=1), "retention")
+    assert purged >= 1
+    assert not [r for r in cn.service.store.received() if r.message_id == message_id]
+    assert inbox.envelope_for(message_id) == b""
+    assert inbox.receipt_for(message_id) == receipt
+    assert cn.service.store.access_log()[-1].action == "purge"

@@ -134,6 +134,12 @@ class SqliteInbox:
         self.database.close()
 
 
+def erase_envelope(conn: sqlite3.Connection, message_id: str) -> None:
+    """Retention (a unit step): drop a stored envelope's bytes. Its digests and the signed
+    receipt stay, as proof of what was received, and a resend is still known as a duplicate."""
+    conn.execute("UPDATE inbox SET envelope = X'' WHERE message_id = ?", (message_id,))
+
+
 def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
     row = conn.execute(
         "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)

@@ -27,6 +27,7 @@ from typing import Any
 
 from gateway.model.codes import Administration, HandlingLabel
 from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
+from gateway.store.inbox import erase_envelope
 from gateway.store.sqlite import SqliteDatabase
 from gateway.translate import ub3_exchange
 from gateway.translate.ub3_exchange import PayloadForm
@@ -332,16 +333,19 @@ class RiskStore:
         self.database.write(unit)
 
     def purge_expired(self, now: datetime, actor: str) -> int:
-        """Delete received records past their retention date (each purge is access-logged)."""
+        """Delete received records past their retention date, and the envelope bytes the inbox
+        kept of them (its digests and receipt stay); each purge is access-logged."""
 
         def unit(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
-                "SELECT kind, payload FROM risk_received WHERE retain_until IS NOT NULL "
-                "AND retain_until < ?",
+                "SELECT kind, payload, message_id FROM risk_received "
+                "WHERE retain_until IS NOT NULL AND retain_until < ?",
                 (_ts(now),),
             ).fetchall()
-            records = [_record(str(k), bytes(p)) for k, p in rows]
+            records = [_record(str(k), bytes(p)) for k, p, _ in rows]
             self.log_access(conn, actor, "purge", records, now)
+            for *_, message_id in rows:
+                erase_envelope(conn, str(message_id))
             conn.execute(
                 "DELETE FROM risk_received WHERE retain_until IS NOT NULL AND retain_until < ?",
                 (_ts(now),),
