@@ -155,6 +155,11 @@ def test_a_valid_configuration_builds_a_working_node(conf_dir: Path, pki_dir: Pa
         raw = seal_envelope(Binding.PROTOBUF, header, payload, pki.identity("US", "signing-rsa"))
         refused = open_receipt(Binding.PROTOBUF, node.receive(raw, Binding.PROTOBUF))
         assert refused.receipt.error_code == "TRUST_CERT_NOT_ALLOWED"
+        # The node's message log is chained and signs checkpoints with the gateway's key.
+        assert node.message_log is not None
+        assert node.message_log.signer == config.signing_identity
+        checkpoint = node.message_log.checkpoint()
+        assert checkpoint is not None and checkpoint.entries == len(node.message_log.chain())
     finally:
         node.inbox.close()
 

@@ -715,6 +715,6 @@ def build_node(config: GatewayConfig) -> GatewayNode:
         config.trust,
         inbox,
         limits=limits,
-        message_log=SqliteMessageLog(inbox.database),
+        message_log=SqliteMessageLog(inbox.database, signer=config.signing_identity),
         handlers=handlers,
     )

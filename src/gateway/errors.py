@@ -429,3 +429,16 @@ CNF_PROMOTION_REFUSED = _code(
     "A staging link was not promoted: no recorded run of its suite passed at the profile's "
     "version (the message names the failing cases).",
 )
+
+
+# --- tamper-evident message log ----------------------------------------------------------------
+DLV_LOG_TAMPERED = _code(
+    "DLV_LOG_TAMPERED",
+    "The message log's hash chain or a signed checkpoint does not match its entries: an entry "
+    "was altered, removed or inserted (the message names the first one).",
+)
+DLV_LOG_SIGNATURE = _code(
+    "DLV_LOG_SIGNATURE",
+    "A message-log checkpoint or archive signature does not verify, or its signer is not trusted "
+    "for the administration it names.",
+)

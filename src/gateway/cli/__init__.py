@@ -13,7 +13,7 @@ from gateway.errors import GatewayError
 
 # Modules that define `register(subparsers)`; a module missing from a partial install is skipped.
 _COMMAND_MODULES = (
-    "certs", "envelope", "send", "serve", "outbox", "aeo", "risk", "conformance", "partner",
+    "certs", "envelope", "send", "serve", "outbox", "log", "aeo", "risk", "conformance", "partner",
 )  # fmt: skip
 
 

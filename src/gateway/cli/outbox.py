@@ -1,7 +1,7 @@
-"""`gncgw outbox` (list, replay, discard the messages waiting for or refused by a partner) and
-`gncgw log list` (the message log: every envelope sent and received, with its receipt).
+"""`gncgw outbox` (list, replay, discard the messages waiting for or refused by a partner).
+(`gncgw log` is in gateway.cli.log.)
 
-Both open the message store named by the gateway configuration (store.url). They may run while
+It opens the message store named by the gateway configuration (store.url). It may run while
 `gncgw serve` runs on the same store: SQLite (WAL) lets them read and make short writes; a
 replayed message is picked up by the serving node's delivery worker at its next pass.
 """
@@ -17,7 +17,6 @@ from typing import Any
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.model.codes import Administration
-from gateway.store.message_log import SqliteMessageLog
 from gateway.store.outbox import OutboundItem, OutboundState, SqliteOutbox
 from gateway.store.sqlite import SqliteDatabase
 
@@ -106,22 +105,6 @@ def _cmd_discard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_log(args: argparse.Namespace) -> int:
-    partner = _partner(args.partner).value if args.partner else None
-    with _database(args.config) as database:
-        entries = SqliteMessageLog(database).entries(partner=partner, limit=args.limit)
-    for e in entries:
-        code = f" {e.code}" if e.code else ""
-        receipt = f"receipt {len(e.receipt)} B" if e.receipt is not None else "no receipt"
-        print(
-            f"{e.seq}  {e.at:%Y-%m-%dT%H:%M:%S.%fZ}  {e.direction.value:<8}  "
-            f"{e.partner or '-':<2}  {e.message_id or '(unread)'}  "
-            f"{e.utility_block or '-'}/{e.message_type or '-'}  {e.binding.value}  "
-            f"{e.outcome.value}{code}  sha256={e.envelope_sha256.hex()}  {receipt}"
-        )
-    return 0
-
-
 def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", required=True, type=Path, metavar="FILE", help="the gateway's TOML config"
@@ -159,13 +142,3 @@ def register(subparsers: Any) -> None:
     _config_option(discard)
     discard.add_argument("message_id", metavar="MESSAGE_ID")
     discard.set_defaults(func=_cmd_discard)
-
-    log = subparsers.add_parser(
-        "log", help="the message log: every envelope sent and received, with its receipt"
-    )
-    log_commands = log.add_subparsers(dest="log_command", metavar="ACTION", required=True)
-    log_list = log_commands.add_parser("list", help="the newest log rows, oldest first")
-    _config_option(log_list)
-    log_list.add_argument("--partner", metavar="CODE", help="e.g. US")
-    log_list.add_argument("--limit", type=int, default=50, metavar="N", help="default 50")
-    log_list.set_defaults(func=_cmd_log)

@@ -6,13 +6,51 @@ Utility Block, message type, the SHA-256 of the exact envelope bytes, the receip
 signed, and the outcome with its code. Each delivery *attempt* is a row (a retry is a second
 row), and so is each envelope received, including the ones the node refused and duplicates.
 
-Append-only is enforced by the database (triggers refuse UPDATE and DELETE). A later issue
-turns the rows into a hash chain; the table is kept simple for that.
+Append-only is enforced by the database (triggers refuse UPDATE and DELETE), and the rows form
+a hash chain so that whoever can get past the triggers (anyone with the file) cannot do so
+unseen: `gncgw log verify` (gateway.store.log_chain) recomputes it.
+
+Hash chain
+----------
+Every row carries `prev_sha256` (the `entry_sha256` of the row before it; 32 zero bytes for
+seq 1) and `entry_sha256` = SHA-256 of this encoding (encoding version 1)::
+
+    b"gnc-log-entry/1\\n"
+    || u64(seq)
+    || lp(logged_at) || lp(direction) || lp(message_id) || lp(partner)
+    || lp(utility_block) || lp(message_type) || lp(binding)
+    || lp(envelope_sha256)
+    || (b"\\x00" if receipt is None else b"\\x01" || lp(receipt))
+    || lp(outcome) || lp(code)
+    || lp(prev_sha256)
+
+where u64(n) is n as 8 bytes big-endian, lp(x) = u64(len(x)) || x, and text fields are UTF-8 of
+exactly the stored text (`logged_at` as stored: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, UTC). Every
+field is length-prefixed and the receipt's absence has its own marker, so no two different rows
+share an encoding. Rows are appended inside the writer's units of work (one writer: the chain
+is serial), each chained to the head read in the same transaction; seq continues after the
+highest seq ever used (sqlite_sequence), so a removed last row leaves a visible gap.
+
+Checkpoints
+-----------
+At intervals (`checkpoint_every` entries, when the log is given the gateway's signing identity)
+and on demand (`SqliteMessageLog.checkpoint`, `gncgw log checkpoint`), the head of the chain is
+signed as a detached JWS (gateway.envelope.jws, typ ``gnc-log-checkpoint+jws``) over the
+canonical JSON (sorted keys, no spaces, UTF-8)::
+
+    {"administration": "US", "entries": N, "head_seq": S, "head_sha256": "<hex>",
+     "signed_at": "YYYY-MM-DDTHH:MM:SS.ffffffZ", "typ": "gnc-log-checkpoint"}
+
+stored with its exact bytes in the append-only table message_log_checkpoint.
+
+Databases made before the chain existed are migrated once when the log is opened: the two
+columns are added and filled in seq order (in one transaction).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,12 +58,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from gateway.envelope.jws import sign_detached
+from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
 from gateway.model.codes import Administration
 from gateway.model.header import EnvelopeHeader, utc_now
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.sqlite import SqliteDatabase, run_ddl
 
 Apply = Callable[[sqlite3.Connection], None]
+
+GENESIS = bytes(32)  # the prev_sha256 of seq 1
+ENTRY_DOMAIN = b"gnc-log-entry/1\n"
+CHECKPOINT_TYP = "gnc-log-checkpoint+jws"
+DEFAULT_CHECKPOINT_EVERY = 1000
 
 
 class Direction(StrEnum):
@@ -54,6 +99,22 @@ class LogEntry:
     code: str = ""
     at: datetime | None = None  # None: when it is appended
     seq: int = 0  # set when read back
+    prev_sha256: bytes = b""  # set when read back (b"": not chained, a tampered row)
+    entry_sha256: bytes = b""  # set when read back
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement of the chain head: `entries` rows, the last one `head_seq`."""
+
+    id: int
+    administration: str
+    entries: int
+    head_seq: int
+    head_sha256: bytes
+    signed_at: str
+    payload: bytes  # the exact signed bytes (canonical JSON)
+    jws: str
 
 
 SCHEMA = """
@@ -69,24 +130,132 @@ CREATE TABLE IF NOT EXISTS message_log (
     envelope_sha256 BLOB NOT NULL,
     receipt         BLOB,
     outcome         TEXT NOT NULL,
-    code            TEXT NOT NULL DEFAULT ''
+    code            TEXT NOT NULL DEFAULT '',
+    prev_sha256     BLOB,
+    entry_sha256    BLOB
 );
 CREATE INDEX IF NOT EXISTS message_log_partner ON message_log (partner, seq);
 CREATE INDEX IF NOT EXISTS message_log_message ON message_log (message_id);
+CREATE TABLE IF NOT EXISTS message_log_checkpoint (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    administration  TEXT NOT NULL,
+    entries         INTEGER NOT NULL,
+    head_seq        INTEGER NOT NULL,
+    head_sha256     BLOB NOT NULL,
+    signed_at       TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    jws             TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS message_log_checkpoint_no_update
+BEFORE UPDATE ON message_log_checkpoint
+BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS message_log_checkpoint_no_delete
+BEFORE DELETE ON message_log_checkpoint
+BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
+"""
+
+_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS message_log_no_update BEFORE UPDATE ON message_log
 BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS message_log_no_delete BEFORE DELETE ON message_log
 BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
 """
 
-_COLUMNS = (
-    "seq, logged_at, direction, message_id, partner, utility_block, message_type, binding, "
+_FIELDS = (
+    "logged_at, direction, message_id, partner, utility_block, message_type, binding, "
     "envelope_sha256, receipt, outcome, code"
 )
+_COLUMNS = f"seq, {_FIELDS}, prev_sha256, entry_sha256"
+_CHECKPOINT_COLUMNS = "id, administration, entries, head_seq, head_sha256, signed_at, payload, jws"
 
 
 def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def _lp(data: bytes) -> bytes:
+    return _u64(len(data)) + data
+
+
+def entry_digest(
+    seq: int,
+    logged_at: str,
+    direction: str,
+    message_id: str,
+    partner: str,
+    utility_block: str,
+    message_type: str,
+    binding: str,
+    envelope_sha256: bytes,
+    receipt: bytes | None,
+    outcome: str,
+    code: str,
+    prev_sha256: bytes,
+) -> bytes:
+    """entry_sha256 of one row: SHA-256 of the encoding in the module docstring."""
+    parts = [ENTRY_DOMAIN, _u64(seq)]
+    for text in (logged_at, direction, message_id, partner, utility_block, message_type, binding):
+        parts.append(_lp(text.encode("utf-8")))
+    parts.append(_lp(envelope_sha256))
+    parts.append(b"\x00" if receipt is None else b"\x01" + _lp(receipt))
+    for text in (outcome, code):
+        parts.append(_lp(text.encode("utf-8")))
+    parts.append(_lp(prev_sha256))
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def digest_of(entry: LogEntry, prev_sha256: bytes) -> bytes:
+    """The entry_sha256 a row read back (seq and at set) must carry after `prev_sha256`."""
+    assert entry.at is not None
+    return entry_digest(
+        entry.seq,
+        _ts(entry.at),
+        entry.direction.value,
+        entry.message_id,
+        entry.partner,
+        entry.utility_block,
+        entry.message_type,
+        entry.binding.value,
+        entry.envelope_sha256,
+        entry.receipt,
+        entry.outcome.value,
+        entry.code,
+        prev_sha256,
+    )
+
+
+def _row_digest(seq: int, row: Sequence[Any], prev: bytes) -> bytes:
+    """The digest of a raw row of the _FIELDS columns (as stored)."""
+    return entry_digest(
+        seq,
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        str(row[4]),
+        str(row[5]),
+        str(row[6]),
+        bytes(row[7]),
+        bytes(row[8]) if row[8] is not None else None,
+        str(row[9]),
+        str(row[10]),
+        prev,
+    )
+
+
+def head_in(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    """(highest seq ever used, entry_sha256 of the last row) of the log, in this transaction."""
+    row = conn.execute(
+        "SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    used = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'").fetchone()
+    last = int(row[0]) if row is not None else 0
+    prev = bytes(row[1]) if row is not None and row[1] is not None else GENESIS
+    return max(last, int(used[0]) if used is not None else 0), prev
 
 
 def append_in(entry: LogEntry, conn: sqlite3.Connection) -> None:
@@ -95,27 +264,115 @@ def append_in(entry: LogEntry, conn: sqlite3.Connection) -> None:
 
 
 def append_many_in(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
+    """Append rows, each chained to the one before (the head is read in this transaction)."""
+    if not entries:
+        return
     now = utc_now()
+    seq, prev = head_in(conn)
+    rows: list[tuple[object, ...]] = []
+    for e in entries:
+        seq += 1
+        fields = (
+            _ts(e.at or now),
+            e.direction.value,
+            e.message_id,
+            e.partner,
+            e.utility_block,
+            e.message_type,
+            e.binding.value,
+            e.envelope_sha256,
+            e.receipt,
+            e.outcome.value,
+            e.code,
+        )
+        digest = _row_digest(seq, fields, prev)
+        rows.append((seq, *fields, prev, digest))
+        prev = digest
     conn.executemany(
-        f"INSERT INTO message_log ({_COLUMNS.removeprefix('seq, ')}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                _ts(e.at or now),
-                e.direction.value,
-                e.message_id,
-                e.partner,
-                e.utility_block,
-                e.message_type,
-                e.binding.value,
-                e.envelope_sha256,
-                e.receipt,
-                e.outcome.value,
-                e.code,
-            )
-            for e in entries
-        ],
+        f"INSERT INTO message_log ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+        rows,
     )
+    policy = _POLICIES.get(id(conn))
+    if policy is not None and policy[0] is conn:
+        identity, every = policy[1], policy[2]
+        last = conn.execute("SELECT max(head_seq) FROM message_log_checkpoint").fetchone()[0]
+        if seq - int(last or 0) >= every:
+            checkpoint_in(conn, identity)
+
+
+# The writer connections whose appends checkpoint automatically: id -> (conn, identity, every).
+# (sqlite3.Connection takes no weak references; the entry holds the connection, so its id
+# cannot be reused while the entry lives.)
+_POLICIES: dict[int, tuple[sqlite3.Connection, SigningIdentity, int]] = {}
+
+
+def checkpoint_payload(
+    administration: str, entries: int, head_seq: int, head_sha256: bytes, signed_at: str
+) -> bytes:
+    """The canonical JSON a checkpoint signs."""
+    document = {
+        "administration": administration,
+        "entries": entries,
+        "head_seq": head_seq,
+        "head_sha256": head_sha256.hex(),
+        "signed_at": signed_at,
+        "typ": "gnc-log-checkpoint",
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def checkpoint_in(
+    conn: sqlite3.Connection, identity: SigningIdentity, at: datetime | None = None
+) -> Checkpoint | None:
+    """Unit of work: sign and store a checkpoint of the current head (None: the log is empty)."""
+    row = conn.execute(
+        "SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    head_seq, head = int(row[0]), bytes(row[1] or b"")
+    entries = int(conn.execute("SELECT count(*) FROM message_log").fetchone()[0])
+    administration = identity.administration.value
+    signed_at = _ts(at or utc_now())
+    payload = checkpoint_payload(administration, entries, head_seq, head, signed_at)
+    jws = sign_detached(payload, identity, CHECKPOINT_TYP)
+    cursor = conn.execute(
+        "INSERT INTO message_log_checkpoint "
+        "(administration, entries, head_seq, head_sha256, signed_at, payload, jws) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (administration, entries, head_seq, head, signed_at, payload, jws),
+    )
+    return Checkpoint(
+        int(cursor.lastrowid or 0), administration, entries, head_seq, head, signed_at, payload, jws
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Unit of work: chain a log made before the chain existed (idempotent)."""
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(message_log)")}
+    if "entry_sha256" not in columns:
+        conn.execute("ALTER TABLE message_log ADD COLUMN prev_sha256 BLOB")
+        conn.execute("ALTER TABLE message_log ADD COLUMN entry_sha256 BLOB")
+    unchained = conn.execute(
+        "SELECT count(*) FROM message_log WHERE entry_sha256 IS NULL"
+    ).fetchone()[0]
+    if unchained:
+        # One-time backfill in seq order, the triggers lifted inside this transaction only.
+        conn.execute("DROP TRIGGER IF EXISTS message_log_no_update")
+        prev = GENESIS
+        rows = conn.execute(f"SELECT seq, {_FIELDS}, entry_sha256 FROM message_log ORDER BY seq")
+        for row in rows.fetchall():
+            seq = int(row[0])
+            if row[12] is not None:  # already chained: keep it
+                prev = bytes(row[12])
+                continue
+            digest = _row_digest(seq, row[1:12], prev)
+            conn.execute(
+                "UPDATE message_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
+                (prev, digest, seq),
+            )
+            prev = digest
+    run_ddl(_TRIGGERS, conn)
 
 
 def _entry(row: Sequence[Any]) -> LogEntry:
@@ -132,20 +389,62 @@ def _entry(row: Sequence[Any]) -> LogEntry:
         receipt=bytes(row[9]) if row[9] is not None else None,
         outcome=LogOutcome(str(row[10])),
         code=str(row[11]),
+        prev_sha256=bytes(row[12]) if row[12] is not None else b"",
+        entry_sha256=bytes(row[13]) if row[13] is not None else b"",
+    )
+
+
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    return Checkpoint(
+        id=int(row[0]),
+        administration=str(row[1]),
+        entries=int(row[2]),
+        head_seq=int(row[3]),
+        head_sha256=bytes(row[4]),
+        signed_at=str(row[5]),
+        payload=bytes(row[6]),
+        jws=str(row[7]),
     )
 
 
 class SqliteMessageLog:
-    """The message_log table of a SqliteDatabase."""
+    """The message_log table of a SqliteDatabase.
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    With `signer`, every append that takes the chain `checkpoint_every` entries past the last
+    checkpoint also signs a new one (in the same transaction).
+    """
+
+    def __init__(
+        self,
+        database: SqliteDatabase,
+        *,
+        signer: SigningIdentity | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be positive")
         database.ensure_schema(SCHEMA)
+        database.write(_migrate)
         self.database = database
+        self.signer = signer
+        if signer is not None:
+
+            def register(conn: sqlite3.Connection) -> None:
+                _POLICIES[id(conn)] = (conn, signer, checkpoint_every)
+
+            database.write(register)
 
     def record(self, entries: Sequence[LogEntry]) -> None:
         """Append rows in a unit of work of their own (one commit)."""
         if entries:
             self.database.write(lambda conn: append_many_in(entries, conn))
+
+    def checkpoint(self, identity: SigningIdentity | None = None) -> Checkpoint | None:
+        """Sign a checkpoint of the head now (None: the log is empty)."""
+        signer = identity or self.signer
+        if signer is None:
+            raise ValueError("a checkpoint needs a signing identity")
+        return self.database.write(lambda conn: checkpoint_in(conn, signer))
 
     def entries(
         self,
@@ -176,6 +475,31 @@ class SqliteMessageLog:
             params.append(limit)
         rows = self.database.reader().execute(sql, params).fetchall()
         return [_entry(row) for row in reversed(rows)]
+
+    def chain(self, first_seq: int = 1, last_seq: int | None = None) -> list[LogEntry]:
+        """Rows with first_seq <= seq (<= last_seq), in seq order."""
+        sql = f"SELECT {_COLUMNS} FROM message_log WHERE seq >= ?"
+        params: list[object] = [first_seq]
+        if last_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(last_seq)
+        rows = self.database.reader().execute(sql + " ORDER BY seq", params).fetchall()
+        return [_entry(row) for row in rows]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        rows = self.database.reader().execute(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM message_log_checkpoint ORDER BY id"
+        )
+        return [_checkpoint(row) for row in rows.fetchall()]
+
+    def sequence_used(self) -> int:
+        """The highest seq ever assigned (sqlite_sequence): a removed last row shows here."""
+        row = (
+            self.database.reader()
+            .execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'")
+            .fetchone()
+        )
+        return int(row[0]) if row is not None else 0
 
     def count(self) -> int:
         return int(self.database.reader().execute("SELECT count(*) FROM message_log").fetchone()[0])
@@ -219,13 +543,20 @@ def logged(apply: Apply | None, entry: LogEntry) -> Apply:
 
 
 __all__ = [
+    "CHECKPOINT_TYP",
+    "GENESIS",
     "SCHEMA",
+    "Checkpoint",
     "Direction",
     "LogEntry",
     "LogOutcome",
     "SqliteMessageLog",
     "append_in",
     "append_many_in",
+    "checkpoint_in",
+    "checkpoint_payload",
+    "digest_of",
+    "entry_digest",
     "logged",
     "received_entry",
 ]
