@@ -136,3 +136,27 @@ def test_the_asker_checks_the_answer(pair: tuple[Gateway, Gateway]) -> None:
     assert opened.header.correlation_id == header.message_id
     payload = decode_payload(opened.header, opened.payload, 1 << 20)
     assert isinstance(payload, QueryRefused) and payload.code == "TRUST_WRONG_PARTNER"
+
+
+def test_a_refusal_with_a_code_unknown_here_is_reported_as_query_refused(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    eu, us = pair
+    binding = Binding.PROTOBUF if us.config.partners[0].binding.value == "grpc" else Binding.XML
+    header, _, query = build_query(us.config.signing_identity, EU, binding, "DE1234")
+    form = PayloadForm.PROTOBUF if binding is Binding.PROTOBUF else PayloadForm.XML
+    data = aeo_exchange.encode(QueryRefused("XYZ_FROM_A_NEWER_PARTNER", "new rule"), form)
+    answer_header = new_header(
+        payload=data,
+        utility_block=UtilityBlock.UB1,
+        message_type="AeoQueryRefused",
+        sender=EU,
+        receiver=US,
+        payload_content_type=CONTENT_TYPES[form],
+        correlation_id=header.message_id,
+    )
+    answer = seal_envelope(binding, answer_header, data, eu.config.signing_identity)
+    with pytest.raises(AeoError) as caught:
+        verify_answer(answer, binding, request=header, query=query, trust=us.config.trust)
+    assert caught.value.code == "AEO_QUERY_REFUSED"
+    assert "XYZ_FROM_A_NEWER_PARTNER" in caught.value.message

@@ -164,3 +164,13 @@ def test_promoted_profile_text_keeps_the_file() -> None:
     with pytest.raises(GatewayError) as caught:
         promoted_profile_text(new, str(path))
     assert caught.value.code == CNF_PROMOTION_REFUSED
+
+
+@pytest.mark.parametrize("text", ["ftp://host:1", "grpc://host", "host:50051", "grpc://h:1/x"])
+def test_a_target_that_is_neither_grpc_nor_https_is_refused(text: str) -> None:
+    from gateway.conformance.runner import parse_target
+    from gateway.errors import ConformanceError
+
+    with pytest.raises(ConformanceError) as caught:
+        parse_target(text)
+    assert caught.value.code == "CNF_TARGET_INVALID" and caught.value.location == "--target"

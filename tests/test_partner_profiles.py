@@ -382,3 +382,10 @@ def test_a_revoked_operator_withdrawing_consent_is_removed_but_stays_revoked() -
     with pytest.raises(AeoError) as info:
         eu.apply_records([regrant])
     assert info.value.code == "AEO_ILLEGAL_TRANSITION"
+
+
+def test_two_profiles_for_one_administration_name_the_second() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profiles({"a.toml": US_TEXT, "b.toml": US_TEXT})
+    assert info.value.code == "PRF_INVALID"
+    assert info.value.location == "b.toml:partner.administration"

@@ -324,3 +324,12 @@ def test_area_families() -> None:
     assert RiskArea.HEALTH_FOOD.family is RiskArea.HEALTH
     assert RiskArea.DRUG_PRECURSORS.family is RiskArea.DRUGS
     assert RiskArea.CASH.family is RiskArea.CASH
+
+
+def test_a_missing_required_field_is_a_record_error() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(RiskError) as caught:
+        replace(_sample(), description="")
+    assert caught.value.code == "RISK_RECORD_INVALID"
+    assert caught.value.location == "description"

@@ -392,3 +392,12 @@ def test_intake_refuses_a_signature_by_another_partner(pki: TestPki) -> None:
     assert code_of(check_envelope, raw, Binding.XML, trust=trust(pki), own=US, now=now) == (
         "TRUST_WRONG_PARTNER"
     )
+
+
+def test_a_sender_reads_its_own_envelope_header_without_reverifying(pki: TestPki) -> None:
+    header = header_for()
+    raw = xb.seal(header, PAYLOAD, pki.identity("EU"))
+    assert xb.read_header_unverified(raw) == header
+    with pytest.raises(EnvelopeError) as caught:
+        xb.read_header_unverified(b"<Other xmlns='urn:x'/>")
+    assert caught.value.code == "ENV_MALFORMED"

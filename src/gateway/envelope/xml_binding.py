@@ -72,6 +72,7 @@ __all__ = [
     "open_envelope",
     "open_receipt",
     "parse_datetime",
+    "read_header_unverified",
     "receipt_document",
     "seal",
     "seal_receipt",
@@ -368,6 +369,17 @@ def _decode_payload(element: etree._Element) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise EnvelopeError("Payload is not valid base64", location="payload") from None
+
+
+def read_header_unverified(raw: bytes) -> EnvelopeHeader:
+    """The header of an envelope we sealed ourselves, read without checking the signature.
+
+    For a sender's own bookkeeping only; never for anything received.
+    """
+    root = _open_document(raw, DEFAULT_MAX_ENVELOPE_BYTES)
+    if root.tag != ENVELOPE_TAG or len(root) < 1:
+        raise EnvelopeError(f"not a GNC envelope: the root element is {_name(root)}", location="/")
+    return header_from_xml(root[0])
 
 
 def open_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES) -> OpenedEnvelope:
