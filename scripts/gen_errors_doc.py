@@ -42,6 +42,12 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
         "Correct the record or form as the message says; a partner not cleared for it must "
         "not receive it.",
     ),
+    (
+        "UB2",
+        "UB2 transaction data and control results",
+        "Correct the EU message or record at the element the location names and submit it "
+        "again; nothing of a refused message was sent.",
+    ),
     ("HDL", "Handling rules", "Correct the handling-rules file and key the message names."),
     (
         "CNF",

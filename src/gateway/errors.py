@@ -442,3 +442,91 @@ DLV_LOG_SIGNATURE = _code(
     "A message-log checkpoint or archive signature does not verify, or its signer is not trusted "
     "for the administration it names.",
 )
+
+
+# --- UB2 transaction data and control results --------------------------------------------------
+class TransactionError(GatewayError):
+    """An EU message, a UB2 record or a control result was refused; nothing of it was sent."""
+
+    code = _code(
+        "UB2_VALUE_INVALID",
+        "A value of a UB2 record breaks its format rule (number, date, length); the location "
+        "names the source element.",
+    )
+
+
+UB2_VALUE_INVALID = TransactionError.code
+UB2_NOT_XML = _code("UB2_NOT_XML", "The EU message is not well-formed XML, or breaks the limits.")
+UB2_UNKNOWN_MESSAGE = _code(
+    "UB2_UNKNOWN_MESSAGE",
+    "The document is not a message the gateway translates (CC315A, CC313A, DEC-DMS declaration).",
+)
+UB2_WRONG_NAMESPACE = _code(
+    "UB2_WRONG_NAMESPACE",
+    "The message's root element has a known name in a namespace other than the one its schema "
+    "declares.",
+)
+UB2_SOAP_INVALID = _code(
+    "UB2_SOAP_INVALID",
+    "A SOAP 1.2 envelope around the message is malformed (no Body, several messages, a Fault).",
+)
+UB2_SCHEMA_INVALID = _code(
+    "UB2_SCHEMA_INVALID",
+    "The EU message is not valid against its official schema (the location names the element).",
+)
+UB2_SCHEMA_PACK_INVALID = _code(
+    "UB2_SCHEMA_PACK_INVALID",
+    "A configured schema pack directory is missing a schema the gateway needs, or a schema "
+    "does not compile; the gateway does not start.",
+)
+UB2_MAPPING_INVALID = _code(
+    "UB2_MAPPING_INVALID",
+    "A UB2 mapping spec (adapters/mappings) breaks a rule (unknown key, target or WCO ID).",
+)
+UB2_COUNTRY_INVALID = _code(
+    "UB2_COUNTRY_INVALID", "A country code is not an ISO 3166-1 alpha-2 code that exists."
+)
+UB2_CONTAINER_INVALID = _code(
+    "UB2_CONTAINER_INVALID",
+    "A container number is not an ISO 6346 number, or its check digit is wrong.",
+)
+UB2_COMMODITY_INVALID = _code(
+    "UB2_COMMODITY_INVALID",
+    "A commodity code is not an HS/CN/TARIC code (4 to 10 digits, existing HS chapter).",
+)
+UB2_PACKAGE_KIND_INVALID = _code(
+    "UB2_PACKAGE_KIND_INVALID",
+    "A package kind is not a UN/ECE Recommendation 21 package type code.",
+)
+UB2_TRANSPORT_MODE_INVALID = _code(
+    "UB2_TRANSPORT_MODE_INVALID",
+    "A transport mode is not a UN/ECE Recommendation 19 code (0-9).",
+)
+UB2_LOCATION_INVALID = _code(
+    "UB2_LOCATION_INVALID",
+    "A location code is not a UN/LOCODE (country + 3 characters) or a customs office reference "
+    "number (country + 6 characters).",
+)
+UB2_NO_LANE = _code(
+    "UB2_NO_LANE",
+    "The consignment is on no agreed lane (port pair and participating operator) of the "
+    "partner: nothing is sent.",
+)
+UB2_NOT_AGREED = _code(
+    "UB2_NOT_AGREED",
+    "The partner's profile has no UB2 agreement for this message: nothing is sent.",
+)
+UB2_PAYLOAD_MALFORMED = _code(
+    "UB2_PAYLOAD_MALFORMED",
+    "A UB2 exchange payload cannot be decoded, is not valid against the UB2 schema, or lacks a "
+    "required part.",
+)
+UB2_CONTROL_RESULT_INVALID = _code(
+    "UB2_CONTROL_RESULT_INVALID",
+    "A control result breaks a rule (unknown control type or result, seal or discrepancy "
+    "malformed).",
+)
+UB2_UNKNOWN_TRANSACTION = _code(
+    "UB2_UNKNOWN_TRANSACTION",
+    "A control result names a transaction this gateway has not exchanged with that partner.",
+)

@@ -1,0 +1,211 @@
+"""UB2 canonical consignment record: one shape for CC315A, CC313A and WCO DEC-DMS declarations.
+
+Pure values (no I/O). Translators (translate/ub2_*.py, driven by the mapping specs in
+adapters/mappings/) build a `Consignment` from an EU message; the UB2 bindings
+(translate/ub2_exchange.py) carry it to the partner and back. The record carries values as the
+source declared them: code lists (countries, container numbers, package kinds, ...) are checked
+separately (model/codelists.py), so a schema-valid message always translates and every doubtful
+value is *reported* with its source path, never silently dropped or "corrected".
+
+`source_paths` maps a field path of the record (``goods_items[0].containers[1]``) to the XPath
+of the source element it came from, so an error found on the record points at the EU message.
+It is provenance, not data: it takes no part in equality and does not travel to the partner.
+
+WCO IDs of each field are named in comments (and in translate/schemas/ub2-transaction.xsd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = [
+    "Address",
+    "Consignment",
+    "CustomsOffice",
+    "Document",
+    "GoodsItem",
+    "OfficeRole",
+    "Package",
+    "Party",
+    "PartyRole",
+    "SourceMessage",
+    "TransportMeans",
+    "TransportRole",
+]
+
+_NO_PATHS: Mapping[str, str] = MappingProxyType({})
+
+
+class SourceMessage(StrEnum):
+    """The EU message a consignment record was translated from."""
+
+    CC315A = "CC315A"  # ICS entry summary declaration
+    CC313A = "CC313A"  # ICS entry summary declaration amendment
+    DEC_DMS_EXPORT = "DEC-DMS-EX"  # UCC export declaration in WCO DM XML
+    DEC_DMS_IMPORT = "DEC-DMS-IM"  # UCC import declaration in WCO DM XML
+
+
+class PartyRole(StrEnum):
+    CONSIGNOR = "CONSIGNOR"  # WCO R021 name, R022 id
+    CONSIGNEE = "CONSIGNEE"  # R014 name, R015 id
+    NOTIFY_PARTY = "NOTIFY_PARTY"  # R055 name, R056 id
+    CARRIER = "CARRIER"  # R011 name, R012 id
+    DECLARANT = "DECLARANT"  # R030 name, R031 id (WCO: declarant)
+    REPRESENTATIVE = "REPRESENTATIVE"  # R051 name, R052 id (agent)
+    EXPORTER = "EXPORTER"  # R031 name, R032 id
+    IMPORTER = "IMPORTER"  # R038 name, R040 id
+    PERSON_LODGING = "PERSON_LODGING"  # ENS lodger (submitter): R030 family
+    BUYER = "BUYER"  # R035 name, R036 id
+    SELLER = "SELLER"  # R042 name, R043 id
+    AUTHORISATION_HOLDER = "AUTHORISATION_HOLDER"  # R144 id, R145 category
+
+
+class TransportRole(StrEnum):
+    BORDER = "BORDER"  # active means crossing the border: T005 mode, T006 id, T014 nationality
+    DEPARTURE = "DEPARTURE"  # means at departure/arrival: T019 mode, T023 id
+    ARRIVAL = "ARRIVAL"
+    ITEM = "ITEM"  # means named on one goods item (ENS)
+
+
+class OfficeRole(StrEnum):
+    FIRST_ENTRY = "FIRST_ENTRY"  # ENS office of first entry (G041)
+    SUBSEQUENT_ENTRY = "SUBSEQUENT_ENTRY"
+    LODGEMENT = "LODGEMENT"  # office of lodgement
+    EXIT = "EXIT"  # export office of exit (G005)
+    EXPORT = "EXPORT"  # office where the export declaration is lodged
+    SUPERVISING = "SUPERVISING"
+    PRESENTATION = "PRESENTATION"
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str | None = None  # WCO 241 street and number
+    city: str | None = None  # 242
+    postcode: str | None = None  # 243
+    country: str | None = None  # 244 (ISO 3166-1 alpha-2 as declared)
+
+
+@dataclass(frozen=True)
+class Party:
+    role: PartyRole
+    name: str | None = None
+    identifier: str | None = None  # EORI, TIN, ...
+    address: Address | None = None
+    category: str | None = None  # e.g. authorisation type (R145), representative status
+
+
+@dataclass(frozen=True)
+class Package:
+    kind: str | None = None  # UN/ECE Rec 21 package type (141)
+    quantity: int | None = None  # number of packages (144)
+    pieces: int | None = None  # number of pieces (ENS)
+    marks: str | None = None  # shipping marks (142)
+
+
+@dataclass(frozen=True)
+class Document:
+    type_code: str | None = None  # D013 document type
+    reference: str | None = None  # D005 reference number
+    category: str | None = None  # DEC-DMS additional document category
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class TransportMeans:
+    role: TransportRole
+    mode: str | None = None  # UN/ECE Rec 19 (T005 border, T019 inland)
+    identifier: str | None = None  # T006 / T023
+    identification_type: str | None = None  # T007
+    nationality: str | None = None  # T014 (ISO 3166-1 alpha-2)
+    conveyance_reference: str | None = None  # T009 journey / conveyance reference
+
+
+@dataclass(frozen=True)
+class CustomsOffice:
+    role: OfficeRole
+    identifier: str  # COL reference number, e.g. GB000142
+
+
+@dataclass(frozen=True)
+class GoodsItem:
+    sequence: int  # 006 goods item number
+    description: str | None = None  # 137
+    commodity_code: str | None = None  # 145 (HS/CN/TARIC as declared)
+    gross_mass: Decimal | None = None  # 126 (kg)
+    net_mass: Decimal | None = None  # 128 (kg)
+    packages: tuple[Package, ...] = ()
+    containers: tuple[str, ...] = ()  # 159 equipment identification (ISO 6346 where a container)
+    dangerous_goods_code: str | None = None  # 065 UN dangerous goods number
+    documents: tuple[Document, ...] = ()
+    parties: tuple[Party, ...] = ()  # parties named on this item only
+    transports: tuple[TransportMeans, ...] = ()
+    place_of_loading: str | None = None  # L067 (UN/LOCODE or free text as declared)
+    place_of_unloading: str | None = None  # L068
+    origin_country: str | None = None  # 063
+    procedure: str | None = None  # DEC-DMS requested + previous procedure (G...)
+    statistical_value: Decimal | None = None  # 114
+    additional_codes: tuple[str, ...] = ()  # special mentions / additional information codes
+
+
+@dataclass(frozen=True)
+class Consignment:
+    """One transaction: what the partner needs to assess the consignment before arrival."""
+
+    source: SourceMessage
+    reference: str  # LRN / functional reference (D026); the transaction's key on both sides
+    mrn: str | None = None  # movement reference number, when the EU side has issued one
+    declaration_type: str | None = None  # D011 type code (EX, IM, ...; ENS: entry summary)
+    function_code: str | None = None  # 017 (9 original, 13 request, ... / ENS amendment)
+    declared_at: datetime | None = None  # 023-family date/time the declarant gave
+    specific_circumstance: str | None = None  # ENS specific circumstance indicator
+    commercial_reference: str | None = None  # D026 UCR / commercial reference
+    transport_document: str | None = None  # D025 (e.g. bill of lading)
+    parties: tuple[Party, ...] = ()
+    transports: tuple[TransportMeans, ...] = ()
+    offices: tuple[CustomsOffice, ...] = ()
+    place_of_loading: str | None = None  # L067
+    place_of_unloading: str | None = None  # L068
+    goods_location: str | None = None  # L010
+    export_country: str | None = None  # 062 country of dispatch/export
+    destination_country: str | None = None  # 014
+    routing_countries: tuple[str, ...] = ()  # 064 itinerary
+    seals: tuple[str, ...] = ()  # T027 seal numbers
+    total_items: int | None = None  # 146 as declared
+    total_packages: int | None = None  # 144 as declared
+    total_gross_mass: Decimal | None = None  # 131 as declared
+    invoice_amount: Decimal | None = None  # 109
+    invoice_currency: str | None = None  # 135
+    goods_items: tuple[GoodsItem, ...] = ()
+    source_paths: Mapping[str, str] = field(
+        default_factory=lambda: _NO_PATHS, compare=False, repr=False
+    )
+
+    def source_path(self, record_path: str) -> str:
+        """The XPath in the source message of a record field, or the field path if unknown."""
+        return self.source_paths.get(record_path, record_path)
+
+    # Key figures: what faithfulness tests compare and operators see in `gncgw translate`.
+    @property
+    def item_count(self) -> int:
+        return len(self.goods_items)
+
+    @property
+    def package_count(self) -> int:
+        return sum(p.quantity or 0 for item in self.goods_items for p in item.packages)
+
+    @property
+    def item_gross_mass(self) -> Decimal:
+        return sum((item.gross_mass or Decimal(0) for item in self.goods_items), Decimal(0))
+
+    @property
+    def container_ids(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for item in self.goods_items:
+            for container in item.containers:
+                seen.setdefault(container, None)
+        return tuple(seen)
