@@ -154,6 +154,21 @@ ADVICE: dict[str, str] = {
     "answered with an error page: check the URL and binding in the partner profile.",
     "TRN_BAD_REQUEST": "Send `POST` with the envelope as the body, the XML content type and a "
     "Content-Length, to the path of the XML transport profile.",
+    # UB2 schema packs and EU message intake (docs/ub2.md)
+    "UB2_NOT_XML": "The message keeps the XML intake code (DTD, entity, size, depth) and the "
+    "line; send plain XML without a DOCTYPE within the limits.",
+    "UB2_UNKNOWN_MESSAGE": "Send a CC315A, a CC313A or an original DEC-DMS export/import "
+    "declaration; notifications, amendment requests and other messages are not translated.",
+    "UB2_WRONG_NAMESPACE": "Put the root element in the namespace its official schema declares "
+    "(the message names it).",
+    "UB2_SOAP_INVALID": "Send exactly one message in the SOAP 1.2 Body, no Fault, and no "
+    "mustUnderstand header block; or send the message bare.",
+    "UB2_SCHEMA_INVALID": "Correct the element the location names (an XPath in the document "
+    "sent); `gncgw validate FILE` lists every schema error at once.",
+    "UB2_SCHEMA_PACK_INVALID": "Point `ub2.schema_packs.*` at the unpacked official schema set; "
+    "the message names the pack and the missing or broken file.",
+    "UB2_SCHEMA_PACK_MISSING": "Configure the schema pack for this kind of message "
+    "(`ub2.schema_packs.ics_ens` or `ub2.schema_packs.wco_dm`) and restart the gateway.",
 }
 
 

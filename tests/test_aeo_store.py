@@ -1,5 +1,6 @@
-"""The UB1 tables on a real SQLite file: records round-trip, deltas all or nothing, full lists
-replaced atomically with removal markers, the identifier index, and a restart keeps it all."""
+"""The UB1 tables on a real SQLite file and a real PostgreSQL database: records round-trip,
+deltas all or nothing, full lists replaced atomically with removal markers, the identifier index,
+and a restart keeps it all."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from store_engines import ENGINES, fresh_database, fresh_database_url
 
 from gateway.errors import (
     AEO_OUT_OF_ORDER,
@@ -20,18 +22,23 @@ from gateway.model.aeo import AeoStatus
 from gateway.model.aeo_list import AeoChange, summarise
 from gateway.model.codes import Administration
 from gateway.store.aeo_store import AeoStore, record_from_json, record_to_json
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.database import open_database
 from gateway.translate.sample_aeo import generate_records
 
 EU = Administration.EU
 RECORDS = list(generate_records(30, 4))
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AeoStore]:
-    database = SqliteDatabase(tmp_path / "gateway.db", synchronous="NORMAL")
-    yield AeoStore(database, EU)
-    database.close()
+@pytest.fixture(params=ENGINES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AeoStore]:
+    with fresh_database(request.param, tmp_path) as database:
+        yield AeoStore(database, EU)
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url(request.param, tmp_path) as url:
+        yield url
 
 
 def test_records_round_trip_through_their_stored_form() -> None:
@@ -77,16 +84,15 @@ def test_replace_is_exact_and_remembers_removals(store: AeoStore) -> None:
     assert store.find(EU, gone.authorisation_number) == (later,)
 
 
-def test_identifiers_find_records_and_a_restart_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "gateway.db"
-    database = SqliteDatabase(path)
+def test_identifiers_find_records_and_a_restart_keeps_everything(database_url: str) -> None:
+    database = open_database(database_url)
     store = AeoStore(database, EU)
     database.write(lambda c: store.replace(c, EU, RECORDS, "full"))
     with_mid = next(r for r in RECORDS if r.references("US-MID"))
     summary = store.summary(EU)
     database.close()
 
-    reopened = SqliteDatabase(path)
+    reopened = open_database(database_url)
     again = AeoStore(reopened, EU)
     try:
         assert again.summary(EU) == summary and again.count(EU) == len(RECORDS)

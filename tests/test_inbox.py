@@ -1,15 +1,29 @@
-"""The SQLite inbox: durable before answering; duplicates decided in one transaction."""
+"""The inbox, on SQLite and on PostgreSQL: durable before answering; duplicates decided in one
+transaction."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_engines import ENGINES, fresh_database_url
 
 from gateway.errors import DeliveryError
+from gateway.store.database import open_database
 from gateway.store.inbox import InboundRecord, PutOutcome, SqliteInbox
+
+
+@pytest.fixture(params=ENGINES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url(request.param, tmp_path) as fresh:
+        yield fresh
+
+
+def _open(url: str) -> SqliteInbox:
+    return SqliteInbox(database=open_database(url))
 
 
 def _record(message_id: str, payload: bytes = b"p", receipt: bytes = b"r") -> InboundRecord:
@@ -28,20 +42,19 @@ def _record(message_id: str, payload: bytes = b"p", receipt: bytes = b"r") -> In
     )
 
 
-def test_stored_record_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "inbox.db"
-    inbox = SqliteInbox(path)
+def test_stored_record_survives_reopening(url: str) -> None:
+    inbox = _open(url)
     assert inbox.put(_record("m1", receipt=b"receipt-1")).outcome is PutOutcome.STORED
     inbox.close()
-    reopened = SqliteInbox(path)
+    reopened = _open(url)
     assert reopened.receipt_for("m1") == b"receipt-1"
     assert reopened.envelope_for("m1") == b"envelope:p"
     assert reopened.count() == 1
     reopened.close()
 
 
-def test_same_id_same_digest_answers_the_original_receipt(tmp_path: Path) -> None:
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+def test_same_id_same_digest_answers_the_original_receipt(url: str) -> None:
+    inbox = _open(url)
     inbox.put(_record("m1", receipt=b"first"))
     again = inbox.put(_record("m1", receipt=b"second"))
     assert again.outcome is PutOutcome.DUPLICATE
@@ -50,8 +63,8 @@ def test_same_id_same_digest_answers_the_original_receipt(tmp_path: Path) -> Non
     inbox.close()
 
 
-def test_same_id_other_digest_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+def test_same_id_other_digest_is_a_conflict_and_changes_nothing(url: str) -> None:
+    inbox = _open(url)
     inbox.put(_record("m1", payload=b"a", receipt=b"first"))
     with pytest.raises(DeliveryError) as excinfo:
         inbox.put(_record("m1", payload=b"b"))
@@ -60,8 +73,8 @@ def test_same_id_other_digest_is_a_conflict_and_changes_nothing(tmp_path: Path) 
     inbox.close()
 
 
-def test_batch_results_are_per_record(tmp_path: Path) -> None:
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+def test_batch_results_are_per_record(url: str) -> None:
+    inbox = _open(url)
     inbox.put(_record("m1", payload=b"a"))
     results = inbox.put_each([_record("m2"), _record("m1", payload=b"b"), _record("m3")])
     assert [getattr(r, "outcome", None) for r in results] == [
@@ -74,8 +87,8 @@ def test_batch_results_are_per_record(tmp_path: Path) -> None:
     inbox.close()
 
 
-def test_concurrent_deliveries_of_one_message_store_it_once(tmp_path: Path) -> None:
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+def test_concurrent_deliveries_of_one_message_store_it_once(url: str) -> None:
+    inbox = _open(url)
     outcomes: list[PutOutcome] = []
     lock = threading.Lock()
 

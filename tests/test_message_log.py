@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_engines import ENGINES, fresh_database
 
 from gateway import testpki
 from gateway.envelope.intake import Accepted
@@ -53,9 +54,14 @@ class RefuseOnApply:
         return apply
 
 
-@pytest.fixture
-def node(pki: Pki, tmp_path: Path) -> Iterator[GatewayNode]:
-    inbox = SqliteInbox(tmp_path / "us.db")
+@pytest.fixture(params=ENGINES)
+def node(pki: Pki, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatewayNode]:
+    """A receiving node, on SQLite and on PostgreSQL."""
+    with fresh_database(request.param, tmp_path) as database:
+        yield from _node(pki, SqliteInbox(database=database))
+
+
+def _node(pki: Pki, inbox: SqliteInbox) -> Iterator[GatewayNode]:
     trust = TrustStore([PartnerTrust(EU, (pki.ca("EU"),), (pki.crl("EU"),))])
     node = GatewayNode(
         pki.identity("US"),
@@ -64,8 +70,7 @@ def node(pki: Pki, tmp_path: Path) -> Iterator[GatewayNode]:
         message_log=SqliteMessageLog(inbox.database),
         handlers={(UtilityBlock.UB1, "REFUSED"): RefuseOnApply()},
     )
-    yield node
-    inbox.close()
+    yield node  # (the database is closed by the fixture)
 
 
 @pytest.mark.parametrize("binding", [Binding.PROTOBUF, Binding.XML])

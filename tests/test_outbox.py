@@ -1,6 +1,6 @@
-"""The outbox on a real SQLite file: order per key, dead letters blocking their key, duplicate
-enqueue, replay and discard, the transactional enqueue, restart, and queries that stay cheap
-with a large queue."""
+"""The outbox on a real SQLite file and a real PostgreSQL database: order per key, dead letters
+blocking their key, duplicate enqueue, replay and discard, the transactional enqueue, restart,
+and queries that stay cheap with a large queue."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from store_engines import ENGINES, fresh_database, fresh_database_url
 
 from gateway.envelope.opened import Binding
 from gateway.errors import TransportError
 from gateway.model.codes import Administration, UtilityBlock
+from gateway.store.database import Database, open_database
 from gateway.store.outbox import DUE_SQL, OutboundMessage, OutboundState, SqliteOutbox
 from gateway.store.sqlite import SqliteDatabase
 
@@ -36,16 +38,29 @@ def message(
     )
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SqliteDatabase]:
-    db = SqliteDatabase(tmp_path / "gateway.db")
-    yield db
-    db.close()
+@pytest.fixture(params=ENGINES)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """Each test runs on SQLite and on PostgreSQL."""
+    with fresh_database(request.param, tmp_path) as db:
+        yield db
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
-def outbox(database: SqliteDatabase) -> SqliteOutbox:
+def outbox(database: Database) -> SqliteOutbox:
     return SqliteOutbox(database)
+
+
+@pytest.fixture
+def sqlite_outbox(tmp_path: Path) -> Iterator[SqliteOutbox]:
+    db = SqliteDatabase(tmp_path / "gateway.db")
+    yield SqliteOutbox(db)
+    db.close()
 
 
 def due_ids(outbox: SqliteOutbox, at: datetime = T0, partner: Administration = US) -> list[str]:
@@ -151,7 +166,7 @@ def test_duplicate_enqueue_same_bytes_is_a_no_op_other_bytes_a_conflict(
 
 
 def test_enqueue_commits_or_rolls_back_with_the_callers_unit_of_work(
-    database: SqliteDatabase, outbox: SqliteOutbox
+    database: Database, outbox: SqliteOutbox
 ) -> None:
     database.write(lambda conn: conn.execute("CREATE TABLE aeo_change (id TEXT PRIMARY KEY)"))
 
@@ -171,16 +186,15 @@ def test_enqueue_commits_or_rolls_back_with_the_callers_unit_of_work(
     assert [i.message_id for i in outbox.list()] == ["m-1"]
 
 
-def test_state_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "gateway.db"
-    first = SqliteDatabase(path)
+def test_state_survives_a_restart(database_url: str) -> None:
+    first = open_database(database_url)
     outbox = SqliteOutbox(first)
     outbox.enqueue_all([message("a1", "A"), message("a2", "A"), message("b1", "B")])
     outbox.mark_failed("a1", down(), T0, T0 + timedelta(minutes=1))
     outbox.mark_delivered("b1", b"receipt", T0)
     first.close()
 
-    again = SqliteOutbox(SqliteDatabase(path))
+    again = SqliteOutbox(open_database(database_url))
     try:
         assert again.counts() == {"pending": 2, "delivered": 1, "dead": 0, "discarded": 0}
         item = again.get("a1")
@@ -192,9 +206,10 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         again.database.close()
 
 
-def test_a_large_queue_stays_cheap_to_poll(outbox: SqliteOutbox) -> None:
+def test_a_large_queue_stays_cheap_to_poll(sqlite_outbox: SqliteOutbox) -> None:
     """A full list of 1,000,000 records travels as ~1,000 envelopes of one key; with 20,000
-    deltas queued besides, a poll still answers at once and uses its indexes."""
+    deltas queued besides, a poll still answers at once and uses its indexes (SQLite's plan)."""
+    outbox = sqlite_outbox
     chunk = b"x" * 64
     full_list = [message(f"full-{i:04d}", "full-list:sync-1", body=chunk + bytes(str(i), "ascii"))
                  for i in range(1000)]  # fmt: skip

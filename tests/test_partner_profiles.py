@@ -66,10 +66,16 @@ def eu_record(**changes: object) -> AeoRecord:
 
 # --- the shipped profiles -----------------------------------------------------------------------
 def test_every_partner_has_a_profile_and_each_loads() -> None:
-    assert [p.stem for p in FILES] == ["ad", "ca", "ch", "cn", "jp", "no", "us"]
-    profiles = load_profiles({p.name: p.read_text(encoding="utf-8") for p in FILES})
-    assert set(profiles) == {Administration(p.stem.upper()) for p in FILES}
+    assert [p.stem for p in FILES] == ["ad", "ca", "ch", "cn", "jp", "md", "no", "ua", "us"]
+    loaded_all = load_profiles({p.name: p.read_text(encoding="utf-8") for p in FILES})
+    assert set(loaded_all) == {Administration(p.stem.upper()) for p in FILES}
+    # MD and UA exchange UB2 (TIR) only: no AEO mutual recognition (tests/test_ub2_lanes.py).
+    assert {c for c, p in loaded_all.items() if p.ub1 is None} == {
+        Administration.MD, Administration.UA,
+    }  # fmt: skip
+    profiles = {c: p for c, p in loaded_all.items() if p.ub1 is not None}
     for code, loaded in profiles.items():
+        assert loaded.ub1 is not None
         assert loaded.source == f"{code.value.lower()}.toml"
         assert loaded.ub1.full_list_interval == timedelta(hours=24)
         assert loaded.ub1.eligible_types == {AeoType.AEOS, AeoType.AEOF}
@@ -79,9 +85,11 @@ def test_every_partner_has_a_profile_and_each_loads() -> None:
         assert loaded.retry.max_attempts >= 1
         expected = LinkStatus.STAGING if code is Administration.CA else LinkStatus.PRODUCTION
         assert loaded.status is expected
-    assert profiles[Administration.US].ub1.required_identifiers == ("US-MID",)
+    assert profiles[Administration.US].ub1_rules().required_identifiers == ("US-MID",)
     assert all(
-        not p.ub1.required_identifiers for c, p in profiles.items() if c is not Administration.US
+        not p.ub1_rules().required_identifiers
+        for c, p in profiles.items()
+        if c is not Administration.US
     )
     assert profiles[Administration.US].transport.binding is Binding.GRPC
     assert profiles[Administration.JP].transport.binding is Binding.XML

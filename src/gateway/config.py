@@ -38,6 +38,7 @@ from gateway.errors import (
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.node import GatewayNode
+from gateway.ops.logs import LogFormat
 from gateway.partners.handling import HandlingRules, load_handling_rules
 from gateway.partners.profile import PartnerProfile, load_profile
 from gateway.store.inbox import SqliteInbox
@@ -91,6 +92,13 @@ class PartnerConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """`[metrics]`: where `gncgw serve` serves /metrics, /healthz and /readyz (None: off)."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
 class DeliveryConfig:
     """The outbox delivery worker of `gncgw serve`."""
 
@@ -113,11 +121,16 @@ class GatewayConfig:
     signing_cert: Path
     tls_key: Path
     tls_cert: Path
-    store_path: Path
+    store_path: Path | None  # the SQLite file; None when the store is PostgreSQL
     listen: ListenConfig
     limits: IntakeLimits
     partners: tuple[PartnerConfig, ...]
     delivery: DeliveryConfig = DeliveryConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log_format: LogFormat = LogFormat.TEXT  # [logging] format; gncgw serve --log-format wins
+    # What the store opens (gateway.store.database.open_database): sqlite:////ABSOLUTE/PATH or
+    # postgresql://USER@HOST:PORT/DB.
+    store_url: str = field(kw_only=True)
     signing_identity: SigningIdentity = field(repr=False, compare=False, kw_only=True)
     tls_identity: TlsIdentity = field(repr=False, compare=False, kw_only=True)
     trust: TrustStore = field(repr=False, compare=False, kw_only=True)
@@ -253,7 +266,7 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-_TOP = ("gateway", "store", "listen", "intake", "delivery", "partners")
+_TOP = ("gateway", "store", "listen", "intake", "delivery", "partners", "metrics", "logging")
 _GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert")
 _STORE = ("url",)
 _LISTEN = ("grpc", "xml")
@@ -271,6 +284,8 @@ _PARTNER = (
     "handling",
 )
 _DELIVERY = ("poll_seconds",)
+_METRICS = ("listen",)
+_LOGGING = ("format",)
 _SIGNER = ("cert", "until")
 
 
@@ -323,7 +338,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
     _check_current(r, "gateway.tls_cert", tls_leaf, now)
 
     store = r.check_table(data.get("store"), "store", _STORE)
-    store_path = _store_path(r, r.string(store, "store", "url"))
+    store_url, store_path = _store_url(r, r.string(store, "store", "url"))
 
     listen_table = r.check_table(data.get("listen"), "listen", _LISTEN, required=False)
     listen = ListenConfig(
@@ -365,6 +380,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
 
     delivery_table = r.check_table(data.get("delivery"), "delivery", _DELIVERY, required=False)
     delivery = DeliveryConfig(poll_seconds=_poll_seconds(r, delivery_table))
+    metrics, log_format = _operations(r, data)
 
     partners_value = data.get("partners")
     if partners_value is None:
@@ -397,10 +413,13 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
         tls_key=tls_key,
         tls_cert=tls_cert,
         store_path=store_path,
+        store_url=store_url,
         listen=listen,
         limits=limits,
         partners=tuple(partners),
         delivery=delivery,
+        metrics=metrics,
+        log_format=log_format,
         signing_identity=identity,
         tls_identity=tls_identity,
         trust=trust_store,
@@ -436,14 +455,20 @@ def _check_current(r: _Reader, key: str, cert: x509.Certificate, now: datetime) 
         r.fail(key, f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}")
 
 
-def _store_path(r: _Reader, url: str) -> Path:
-    """sqlite:///relative/to/config/dir.db or sqlite:////absolute/path.db (SQLAlchemy style)."""
+def _store_url(r: _Reader, url: str) -> tuple[str, Path | None]:
+    """(URL to open, SQLite file or None): ``sqlite:///relative/to/config/dir.db``,
+    ``sqlite:////absolute/path.db`` (SQLAlchemy style) or ``postgresql://user@host:port/db``."""
     key = "store.url"
     scheme, sep, rest = url.partition("://")
     if not sep:
         r.fail(key, f"{url!r} is not a URL; use sqlite:///inbox.db (relative) or sqlite:////abs")
+    if scheme in {"postgresql", "postgresql+psycopg"}:
+        host = urllib.parse.urlsplit(url)
+        if not host.hostname or not host.path.strip("/") or host.query:
+            r.fail(key, f"{url!r}: write postgresql://USER@HOST:PORT/DATABASE")
+        return url, None
     if scheme != "sqlite":
-        r.fail(key, f"store scheme {scheme!r} is not supported (supported: sqlite)")
+        r.fail(key, f"store scheme {scheme!r} is not supported (supported: sqlite, postgresql)")
     if not rest.startswith("/"):
         r.fail(
             key, f"{url!r}: write sqlite:/// followed by the file path (host part must be empty)"
@@ -459,7 +484,7 @@ def _store_path(r: _Reader, url: str) -> Path:
         r.fail(key, f"directory {path.parent} does not exist")
     if path.exists() and not path.is_file():
         r.fail(key, f"{path} is not a file")
-    return path
+    return f"sqlite:///{path}", path
 
 
 def _address(r: _Reader, table: Mapping[str, Any], name: str) -> tuple[str, int] | None:
@@ -651,6 +676,25 @@ def _handling(
     return path, rules
 
 
+def _operations(r: _Reader, data: Mapping[str, Any]) -> tuple[MetricsConfig, LogFormat]:
+    """`[metrics] listen = "127.0.0.1:9464"` and `[logging] format = "json"`, both optional."""
+    table = r.check_table(data.get("metrics"), "metrics", _METRICS, required=False)
+    listen: tuple[str, int] | None = None
+    if "listen" in table:
+        value = r.string(table, "metrics", "listen")
+        host, port = r.wrap("metrics.listen", lambda: split_host_port(value))
+        if port > 65535:
+            r.fail("metrics.listen", f"port {port} is outside 0..65535")
+        listen = (host.strip("[]"), port)
+    logging_table = r.check_table(data.get("logging"), "logging", _LOGGING, required=False)
+    text = r.string(logging_table, "logging", "format", required=False) or LogFormat.TEXT.value
+    try:
+        log_format = LogFormat(text.lower())
+    except ValueError:
+        r.fail("logging.format", f"{text!r} is not one of: text, json")
+    return MetricsConfig(listen), log_format
+
+
 def _poll_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
     value = table.get("poll_seconds", 1.0)
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -682,8 +726,10 @@ def build_node(config: GatewayConfig) -> GatewayNode:
 
     The caller owns the node's inbox and closes it (node.inbox.close()) on shutdown.
     """
+    from gateway.store.database import open_database
+
     try:
-        inbox = SqliteInbox(config.store_path)
+        inbox = SqliteInbox(database=open_database(config.store_url))
     except DeliveryError as error:
         raise ConfigError(
             f"config error: store.url: {error.message}", location=str(config.path)
@@ -710,6 +756,12 @@ def build_node(config: GatewayConfig) -> GatewayNode:
         ub1_handlers(aeo_store, max_payload_bytes=config.limits.max_envelope_bytes)
     )
     handlers.update(ub3_handlers(RiskStore(inbox.database, config.administration), config))
+    # UB2 transactions are stored as received; a control result must concern a transaction
+    # this gateway sent that partner (kept with it); a linked profile must agree the message.
+    from gateway.services.transactions import ub2_handlers
+    from gateway.store.transaction_store import TransactionStore
+
+    handlers.update(ub2_handlers(TransactionStore(inbox.database, config.administration), config))
     return GatewayNode(
         config.signing_identity,
         config.trust,

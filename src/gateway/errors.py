@@ -479,6 +479,11 @@ UB2_SCHEMA_PACK_INVALID = _code(
     "A configured schema pack directory is missing a schema the gateway needs, or a schema "
     "does not compile; the gateway does not start.",
 )
+UB2_SCHEMA_PACK_MISSING = _code(
+    "UB2_SCHEMA_PACK_MISSING",
+    "No schema pack is configured for this kind of EU message (ics-ens for CC315A/CC313A, "
+    "wco-dm for DEC-DMS), so it is refused rather than taken unvalidated.",
+)
 UB2_MAPPING_INVALID = _code(
     "UB2_MAPPING_INVALID",
     "A UB2 mapping spec (adapters/mappings) breaks a rule (unknown key, target or WCO ID).",

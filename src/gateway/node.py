@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import perf_counter
 from typing import Protocol
 
 from gateway.envelope import protobuf_binding
@@ -35,6 +36,14 @@ from gateway.errors import (
 )
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.header import EnvelopeHeader, utc_now
+from gateway.ops.logs import envelope_fields
+from gateway.ops.metrics import (
+    GatewayMetrics,
+    ReceiveOutcome,
+    SigningKind,
+    bind_signer,
+    envelope_signed,
+)
 from gateway.store.inbox import InboundRecord, PutOutcome, PutResult, SqliteInbox
 from gateway.store.message_log import (
     LogEntry,
@@ -51,11 +60,15 @@ log = logging.getLogger("gateway.node")
 def seal_envelope(
     binding: Binding, header: EnvelopeHeader, payload: bytes, identity: SigningIdentity
 ) -> bytes:
+    started = perf_counter()
     if binding is Binding.PROTOBUF:
-        return protobuf_binding.seal(header, payload, identity)
-    from gateway.envelope import xml_binding
+        sealed = protobuf_binding.seal(header, payload, identity)
+    else:
+        from gateway.envelope import xml_binding
 
-    return xml_binding.seal(header, payload, identity)
+        sealed = xml_binding.seal(header, payload, identity)
+    envelope_signed(identity, binding, started)  # ops.metrics: gnc_signing_seconds
+    return sealed
 
 
 def seal_receipt(binding: Binding, receipt: Receipt, identity: SigningIdentity) -> bytes:
@@ -193,7 +206,11 @@ class GatewayNode:
         clock: Callable[[], datetime] = utc_now,
         handlers: Mapping[tuple[UtilityBlock, str], InboundHandler] | None = None,
         message_log: SqliteMessageLog | None = None,  # every envelope received, with its receipt
+        metrics: GatewayMetrics | None = None,  # ops.metrics: this node's Prometheus registry
     ) -> None:
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
+        self.metrics.track_store(inbox.is_usable)
+        bind_signer(identity, self.metrics)
         self.message_log = message_log
         self.identity = identity
         self.handlers = dict(handlers or {})
@@ -290,7 +307,9 @@ class GatewayNode:
                 self._record(raws[i], acc, receipt, apply) for i, acc, receipt, apply in pending
             ]
             try:
+                started = perf_counter()
                 results = self.inbox.put_each(records)
+                self.metrics.committed("inbox", started)
             except DeliveryError as error:
                 # Nothing was stored: no acceptance may leave this node.
                 for index, accepted, _, _ in pending:
@@ -307,6 +326,7 @@ class GatewayNode:
                 if isinstance(result, PutResult):
                     if result.outcome is PutOutcome.DUPLICATE:
                         self.stats.duplicates += 1
+                        self._received(accepted.envelope.header, ReceiveOutcome.DUPLICATE)
                         later.append(
                             received_entry(
                                 binding,
@@ -318,6 +338,7 @@ class GatewayNode:
                         )
                     else:
                         self.stats.accepted += 1
+                        self._received(accepted.envelope.header, ReceiveOutcome.ACCEPTED)
                     answers[index] = result.receipt
                 else:
                     answers[index] = self._reject(
@@ -336,12 +357,31 @@ class GatewayNode:
         return [answer for answer in answers if answer is not None]
 
     # -- internals -----------------------------------------------------------------------------
+    def _received(self, header: EnvelopeHeader, outcome: ReceiveOutcome) -> None:
+        """Count (ops.metrics) and log an envelope stored or found stored."""
+        self.metrics.received_one(header, outcome)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %s %s from %s (correlation %s)",
+                outcome.value,
+                header.utility_block.value,
+                header.message_type,
+                header.message_id,
+                header.sender.value,
+                header.correlation_id,
+                extra=envelope_fields(header),
+            )
+
     def _check(
         self, raw: bytes, binding: Binding, tls_peer: Administration | None, now: datetime
     ) -> Accepted:
-        accepted = check_envelope(
-            raw, binding, trust=self.trust, own=self.administration, now=now, limits=self.limits
-        )
+        started = perf_counter()
+        try:
+            accepted = check_envelope(
+                raw, binding, trust=self.trust, own=self.administration, now=now, limits=self.limits
+            )
+        finally:
+            self.metrics.verified(binding, started)
         sender = accepted.envelope.header.sender
         if tls_peer is not None and tls_peer != sender:
             raise TrustError(
@@ -391,7 +431,14 @@ class GatewayNode:
     ) -> Receipt:
         """The (unsigned) rejection receipt for `error`, counted and logged."""
         self.stats.rejected[error.code] = self.stats.rejected.get(error.code, 0) + 1
-        log.info("rejected envelope: %s", error)
+        self.metrics.refused_one(header, tls_peer, error.code)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "rejected envelope %s: %s",
+                header.message_id if header else "(header not trusted)",
+                error,
+                extra=envelope_fields(header, partner=tls_peer, error_code=error.code),
+            )
         return receipts_mod.rejection_receipt(
             raw,
             error,
@@ -402,8 +449,17 @@ class GatewayNode:
 
     def _seal_all(self, binding: Binding, receipts: list[Receipt], batch: bool) -> list[bytes]:
         if batch and binding is Binding.PROTOBUF:
-            return receipts_mod.seal_receipts(receipts, self.identity)
-        return [seal_receipt(binding, receipt, self.identity) for receipt in receipts]
+            started = perf_counter()
+            sealed = receipts_mod.seal_receipts(receipts, self.identity)
+            self.metrics.signed(binding, SigningKind.RECEIPT_BATCH, started)
+            return sealed
+        return [self._seal_one(binding, receipt) for receipt in receipts]
+
+    def _seal_one(self, binding: Binding, receipt: Receipt) -> bytes:
+        started = perf_counter()
+        sealed = seal_receipt(binding, receipt, self.identity)
+        self.metrics.signed(binding, SigningKind.RECEIPT, started)
+        return sealed
 
     @staticmethod
     def _log_rejection(
@@ -438,7 +494,7 @@ class GatewayNode:
         log_to: list[LogEntry] | None = None,
     ) -> bytes:
         receipt = self._rejection(raw, error, tls_peer, header)
-        sealed = seal_receipt(binding, receipt, self.identity)
+        sealed = self._seal_one(binding, receipt)
         if log_to is not None:
             self._log_rejection(log_to, raw, binding, sealed, error, tls_peer, header)
         return sealed

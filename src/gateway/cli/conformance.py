@@ -123,14 +123,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     if config is not None and not args.case:
         from gateway.conformance.record import record_run
-        from gateway.store.sqlite import SqliteDatabase
+        from gateway.store.database import display_url, open_database
 
-        database = SqliteDatabase(config.store_path)
+        database = open_database(config.store_url)
         try:
             run_id = record_run(database, run)
         finally:
             database.close()
-        print(f"recorded as run #{run_id} in {config.store_path}")
+        print(f"recorded as run #{run_id} in {display_url(config.store_url)}")
     return _summary(run, args.report_dir)
 
 

@@ -1,9 +1,10 @@
 """`gncgw outbox` (list, replay, discard the messages waiting for or refused by a partner).
 (`gncgw log` is in gateway.cli.log.)
 
-It opens the message store named by the gateway configuration (store.url). It may run while
-`gncgw serve` runs on the same store: SQLite (WAL) lets them read and make short writes; a
-replayed message is picked up by the serving node's delivery worker at its next pass.
+It opens the message store named by the gateway configuration (store.url, SQLite or
+PostgreSQL). It may run while `gncgw serve` runs on the same store: SQLite (WAL) lets them read
+and make short writes, PostgreSQL anyway; a replayed message is picked up by the serving node's
+delivery worker at its next pass.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from typing import Any
 from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.model.codes import Administration
+from gateway.store.database import Database, open_database
 from gateway.store.outbox import OutboundItem, OutboundState, SqliteOutbox
-from gateway.store.sqlite import SqliteDatabase
 
 
 @contextmanager
-def _database(config_path: Path) -> Iterator[SqliteDatabase]:
+def _database(config_path: Path) -> Iterator[Database]:
     config = load_config(config_path)
-    if not config.store_path.exists():
+    if config.store_path is not None and not config.store_path.exists():
         raise ConfigError(
             f"config error: store.url: no message store at {config.store_path} yet "
             "(it is created when the gateway first runs)",
             location=str(config.path),
         )
-    database = SqliteDatabase(config.store_path)
+    database = open_database(config.store_url)
     try:
         yield database
     finally:

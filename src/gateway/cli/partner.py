@@ -24,7 +24,7 @@ from gateway.conformance.suites import load_suite
 from gateway.errors import CNF_PROMOTION_REFUSED, ConformanceError
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.database import display_url, open_database
 
 
 def _partner(code: str) -> Administration:
@@ -51,7 +51,7 @@ def _promote(args: argparse.Namespace) -> int:
         )
     suite_dir = args.suite or Path("conformance") / partner.value.lower()
     suite = load_suite(suite_dir)
-    database = SqliteDatabase(config.store_path)
+    database = open_database(config.store_url)
     try:
         run = check_promotion(profile, suite.sha256, suite.version, latest_runs(database, partner))
         path = settings.profile_path
@@ -71,7 +71,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     partner = _partner(args.partner)
     config = load_config(args.config)
-    database = SqliteDatabase(config.store_path)
+    database = open_database(config.store_url)
     try:
         runs = latest_runs(database, partner, args.limit)
     finally:
@@ -83,7 +83,8 @@ def _runs(args: argparse.Namespace) -> int:
             f"(profile {run.profile_version}) {'/'.join(run.bindings)} {verdict}"
         )
     if not runs:
-        print(f"no conformance run of {partner.value} is recorded in {config.store_path}")
+        store = display_url(config.store_url)
+        print(f"no conformance run of {partner.value} is recorded in {store}")
     return 0
 
 

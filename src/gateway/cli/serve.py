@@ -24,8 +24,11 @@ from typing import Any
 from gateway.config import GatewayConfig, build_node, load_config
 from gateway.errors import ConfigError
 from gateway.node import GatewayNode
+from gateway.ops.logs import LogFormat, use_log_format
+from gateway.ops.serving import Operations
 from gateway.services.aeo import responder_for
 from gateway.services.delivery import DeliveryWorker
+from gateway.store.database import display_url
 from gateway.store.outbox import SqliteOutbox
 from gateway.transport.inquiry import serve_inquiries
 from gateway.transport.links import open_link
@@ -42,6 +45,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--config", required=True, type=Path, metavar="FILE", help="the node's TOML configuration"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        help="text lines, or JSON lines with message and correlation ids (default: the "
+        "configuration's [logging] format, else text)",
     )
     parser.set_defaults(func=run)
 
@@ -65,7 +74,9 @@ class _Running:
                 log.exception("error while stopping a listener")
 
 
-def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running) -> None:
+def _start_listeners(
+    config: GatewayConfig, node: GatewayNode, running: _Running, ops: Operations
+) -> None:
     # Online inquiries (e.g. "is this trader an AEO of yours?") answered from our own lists.
     respond = responder_for(config, node.inbox.database).respond
     if config.listen.grpc is not None:
@@ -82,6 +93,7 @@ def _start_listeners(config: GatewayConfig, node: GatewayNode, running: _Running
                 f"config error: listen.grpc: {error.message}", location=str(config.path)
             ) from None
         running.stops.append(lambda: grpc_server.stop(grace=5.0))
+        ops.on_store_change(grpc_server.health.refresh)  # Watch streams hear of a lost store
     if config.listen.xml is not None:
         host, port = config.listen.xml
         try:
@@ -135,11 +147,13 @@ def _delivery_worker(config: GatewayConfig, node: GatewayNode) -> DeliveryWorker
         retry={p.administration: p.profile.retry for p in config.partners if p.profile},
         message_log=node.message_log,
         poll_seconds=config.delivery.poll_seconds,
+        metrics=node.metrics,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    use_log_format(args.log_format or config.log_format)
     if config.listen.grpc is None and config.listen.xml is None:
         raise ConfigError(
             "config error: listen: nothing to serve; set listen.grpc and/or listen.xml",
@@ -156,7 +170,11 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     running = _Running()
     try:
-        _start_listeners(config, node, running)
+        ops = Operations(config, node)  # store monitor; /metrics, /healthz, /readyz
+        ops.start()
+        running.stops.append(ops.stop)
+        _start_listeners(config, node, running, ops)
+        ops.listeners_up()
         worker = _delivery_worker(config, node)
         worker.start()
         running.stops.append(worker.stop)  # stopped first: before the listeners and the store
@@ -165,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         log.info(
             "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
             config.administration.value,
-            config.store_path,
+            display_url(config.store_url),
             ", ".join(f"{p.administration.value}/{p.binding.value}" for p in config.partners),
         )
         while not stopping.wait(1.0):

@@ -78,7 +78,7 @@ class Plan:
 def _records(inp: GeneratorInput, count: int, aeo_type: AeoType | None = None) -> list[AeoRecord]:
     """``count`` granted, consenting EU records of eligible (or the given) type, unique per run."""
     profile = inp.profile
-    types = sorted(profile.ub1.eligible_types)
+    types = sorted(profile.ub1_rules().eligible_types)
     out: list[AeoRecord] = []
     seed = int(inp.nonce[-9:] or "0")
     for index, record in enumerate(generate_records(count, seed, today=inp.today)):

@@ -1,6 +1,6 @@
 """Recorded runs and the promotion of a staging link (specification versions).
 
-A run made with ``--config`` is recorded in that gateway's SQLite store (table
+A run made with ``--config`` is recorded in that gateway's store (SQLite or PostgreSQL; table
 ``conformance_runs``: partner, suite and profile versions, the suite's SHA-256, the bindings it
 covered, pass/fail and the failing cases, the conformance statement). ``gncgw partner promote``
 then moves a staging profile to production only when the latest recorded run of that partner's
@@ -24,42 +24,15 @@ from gateway.errors import CNF_PROMOTION_REFUSED, ConformanceError
 from gateway.model.codes import Administration
 from gateway.partners.profile import Binding as ProfileBinding
 from gateway.partners.profile import LinkStatus, PartnerProfile, load_profile
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.database import Database
 
 __all__ = [
-    "DDL",
     "RecordedRun",
     "check_promotion",
     "latest_runs",
     "promoted_profile_text",
     "record_run",
 ]
-
-DDL = """
-CREATE TABLE IF NOT EXISTS conformance_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    partner TEXT NOT NULL,
-    suite TEXT NOT NULL,
-    suite_version TEXT NOT NULL,
-    profile_version TEXT NOT NULL,
-    suite_sha256 TEXT NOT NULL,
-    bindings TEXT NOT NULL,
-    targets TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    passed INTEGER NOT NULL,
-    failed_cases TEXT NOT NULL,
-    statement TEXT NOT NULL,
-    finished_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conformance_runs_partner ON conformance_runs (partner, id);
-CREATE TABLE IF NOT EXISTS conformance_promotions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    partner TEXT NOT NULL,
-    profile_version TEXT NOT NULL,
-    run_id INTEGER NOT NULL REFERENCES conformance_runs (id),
-    promoted_at TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -77,16 +50,16 @@ class RecordedRun:
     finished_at: str
 
 
-def record_run(database: SqliteDatabase, run: RunResult) -> int:
-    """Store a run (its statement and failing cases); its id."""
-    database.ensure_schema(DDL)
+def record_run(database: Database, run: RunResult) -> int:
+    """Store a run (its statement and failing cases); its id. (The tables come from the
+    store's migrations, gateway.store.schema.)"""
     statement = conformance_statement(run)
 
     def unit(conn: sqlite3.Connection) -> int:
         cursor = conn.execute(
             "INSERT INTO conformance_runs (partner, suite, suite_version, profile_version, "
             "suite_sha256, bindings, targets, mode, passed, failed_cases, statement, finished_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 run.partner.value,
                 run.suite,
@@ -102,16 +75,13 @@ def record_run(database: SqliteDatabase, run: RunResult) -> int:
                 run.finished.isoformat(),
             ),
         )
-        return int(cursor.lastrowid or 0)
+        return int(cursor.fetchone()[0])
 
     return database.write(unit)
 
 
-def latest_runs(
-    database: SqliteDatabase, partner: Administration, limit: int = 20
-) -> list[RecordedRun]:
+def latest_runs(database: Database, partner: Administration, limit: int = 20) -> list[RecordedRun]:
     """The partner's recorded runs, newest first."""
-    database.ensure_schema(DDL)
     rows = database.reader().execute(
         "SELECT id, partner, suite, suite_version, profile_version, suite_sha256, bindings, mode, "
         "passed, failed_cases, finished_at FROM conformance_runs WHERE partner = ? "
@@ -136,7 +106,7 @@ def latest_runs(
     ]
 
 
-def record_promotion(database: SqliteDatabase, run: RecordedRun, at: datetime) -> None:
+def record_promotion(database: Database, run: RecordedRun, at: datetime) -> None:
     def unit(conn: sqlite3.Connection) -> None:
         conn.execute(
             "INSERT INTO conformance_promotions (partner, profile_version, run_id, promoted_at) "

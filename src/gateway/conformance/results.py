@@ -178,10 +178,10 @@ def check_values(
             bad = [
                 f"{r.authorisation_number} ({r.partner_programme or 'none'})"
                 for r in records
-                if r.partner_programme not in profile.ub1.inbound
+                if r.partner_programme not in profile.ub1_rules().inbound
             ]
             if bad:
-                known = ", ".join(sorted(profile.ub1.inbound))
+                known = ", ".join(sorted(profile.ub1_rules().inbound))
                 problems.append(f"programme not in the profile's ub1.inbound ({known}): {bad[:5]}")
         elif check is ValueCheck.LIST_OWNER_IS_SENDER and wanted and sender is not None:
             owners = {

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-import pycountry
-
 from gateway.errors import (
     AEO_AUTHORISATION_NUMBER_INVALID,
     AEO_EORI_INVALID,
@@ -35,6 +33,7 @@ from gateway.errors import (
     AEO_UNKNOWN_TYPE,
     AeoError,
 )
+from gateway.model import codelists
 from gateway.model.codes import Administration
 
 __all__ = [
@@ -157,12 +156,10 @@ def check_text(value: object, field_name: str, max_len: int, *, required: bool =
 
 
 def check_country(value: object, field_name: str) -> str:
-    """An ISO 3166-1 alpha-2 code, upper case (pycountry holds the list)."""
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{2}", value):
-        raise _fail(field_name, f"{value!r} is not a two-letter upper-case country code")
-    if pycountry.countries.get(alpha_2=value) is None:
-        raise _fail(field_name, f"{value!r} is not an ISO 3166-1 country code")
-    return value
+    """An ISO 3166-1 alpha-2 code, upper case (the rule of model/codelists.py, as an AeoError)."""
+    return codelists.check_country(
+        value, field_name, customs_codes=False, error=AeoError, code=None
+    )
 
 
 def check_eori(value: object, field_name: str = "holder_id") -> str:

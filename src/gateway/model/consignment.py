@@ -63,6 +63,7 @@ class PartyRole(StrEnum):
     BUYER = "BUYER"  # R035 name, R036 id
     SELLER = "SELLER"  # R042 name, R043 id
     AUTHORISATION_HOLDER = "AUTHORISATION_HOLDER"  # R144 id, R145 category
+    AEO_MUTUAL_RECOGNITION = "AEO_MUTUAL_RECOGNITION"  # R143 id, R005 role code as category
 
 
 class TransportRole(StrEnum):
@@ -113,6 +114,7 @@ class Document:
     reference: str | None = None  # D005 reference number
     category: str | None = None  # DEC-DMS additional document category
     name: str | None = None
+    line: int | None = None  # 171 line number in a previous document (DEC-DMS)
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,19 @@ class GoodsItem:
     transports: tuple[TransportMeans, ...] = ()
     place_of_loading: str | None = None  # L067 (UN/LOCODE or free text as declared)
     place_of_unloading: str | None = None  # L068
-    origin_country: str | None = None  # 063
+    origin_country: str | None = None  # 063 (DEC-DMS: non-preferential origin, DE 5/15)
     procedure: str | None = None  # DEC-DMS requested + previous procedure (G...)
     statistical_value: Decimal | None = None  # 114
     additional_codes: tuple[str, ...] = ()  # special mentions / additional information codes
+    commercial_reference: str | None = None  # ENS item commercial reference (UCR of the item)
+    transport_charges_payment: str | None = None  # 098 method of payment for transport charges
+    previous_documents: tuple[Document, ...] = ()  # DEC-DMS previous documents (99A)
+    previous_procedure: str | None = None  # 161 previous procedure (with `procedure`: DE 1/10)
+    additional_procedures: tuple[str, ...] = ()  # 166 additional procedure codes (DE 1/11)
+    statistical_value_currency: str | None = None  # currency of `statistical_value`
+    export_country: str | None = None  # 062 on the item (DEC-DMS import)
+    destination_country: str | None = None  # 465 on the item (DEC-DMS export)
+    preferential_origin_country: str | None = None  # 063 of the preferential origin (DE 5/16)
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,15 @@ class Consignment:
     invoice_amount: Decimal | None = None  # 109
     invoice_currency: str | None = None  # 135
     goods_items: tuple[GoodsItem, ...] = ()
+    # Added for the mapping specs (adapters/mappings): values EU messages carry that had no home.
+    declaration_place: str | None = None  # ENS place of declaration / of amendment (as declared)
+    accepted_at: datetime | None = None  # 023 acceptance date (DEC-DMS)
+    expected_arrival: datetime | None = None  # ENS expected date of arrival at first entry
+    transport_charges_payment: str | None = None  # 098 method of payment for transport charges
+    containers: tuple[str, ...] = ()  # 159 equipment named for the whole consignment (DEC-DMS)
+    documents: tuple[Document, ...] = ()  # declaration-level additional documents (02A)
+    previous_documents: tuple[Document, ...] = ()  # declaration-level previous documents (99A)
+    additional_codes: tuple[str, ...] = ()  # 226 declaration-level additional information codes
     source_paths: Mapping[str, str] = field(
         default_factory=lambda: _NO_PATHS, compare=False, repr=False
     )
@@ -204,7 +224,7 @@ class Consignment:
 
     @property
     def container_ids(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
+        seen: dict[str, None] = dict.fromkeys(self.containers)
         for item in self.goods_items:
             for container in item.containers:
                 seen.setdefault(container, None)

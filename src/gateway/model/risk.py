@@ -7,8 +7,9 @@ translate/schemas/ub3-risk.xsd).
 
 Code lists: the EU common risk areas (``RiskArea``, with the family each sub-area belongs to, so
 a partner cleared for ``FINANCIAL`` is cleared for ``FINANCIAL_UNDERVALUATION``), UN/ECE
-Recommendation 19 transport modes, ISO 3166-1 countries (pycountry), HS commodity codes and
-ISO 6346 container numbers (check digit verified here).
+Recommendation 19 transport modes, ISO 3166-1 countries, HS commodity codes and
+ISO 6346 container numbers with their check digit (the rules live in model/codelists.py, shared
+with UB2; here they raise RiskError with the RISK_* codes).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from functools import cache
-
-import pycountry
 
 from gateway.errors import (
     RISK_COMMODITY_CODE_INVALID,
@@ -31,6 +29,8 @@ from gateway.errors import (
     RISK_VALIDITY_EXPIRED,
     RiskError,
 )
+from gateway.model import codelists
+from gateway.model.codelists import container_check_digit
 from gateway.model.codes import Administration, HandlingLabel
 
 __all__ = [
@@ -228,73 +228,23 @@ def _count(value: int, location: str) -> None:
 
 def check_commodity_code(value: str, location: str = "commodity_code") -> str:
     """An HS commodity code of 6 (HS), 8 (CN) or 10 (TARIC) digits, chapter 01-97 (not 77)."""
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{6}|[0-9]{8}|[0-9]{10}", value):
-        raise _fail(
-            f"{value!r} is not a commodity code of 6, 8 or 10 digits",
-            location,
-            RISK_COMMODITY_CODE_INVALID,
-        )
-    chapter = int(value[:2])
-    if not 1 <= chapter <= 97 or chapter == 77:
-        raise _fail(
-            f"{value!r}: HS chapter {value[:2]} does not exist",
-            location,
-            RISK_COMMODITY_CODE_INVALID,
-        )
-    return value
-
-
-@cache
-def _countries() -> frozenset[str]:
-    return frozenset(c.alpha_2 for c in pycountry.countries)
+    return codelists.check_commodity_code(
+        value, location, lengths=(6, 8, 10), error=RiskError, code=RISK_COMMODITY_CODE_INVALID
+    )
 
 
 def check_country(value: str, location: str = "country") -> str:
     """An ISO 3166-1 alpha-2 country code (upper case)."""
-    if not isinstance(value, str) or value not in _countries():
-        raise _fail(
-            f"{value!r} is not an ISO 3166-1 alpha-2 country code",
-            location,
-            RISK_COUNTRY_INVALID,
-        )
-    return value
-
-
-_LETTER_VALUES = {
-    letter: value
-    for letter, value in zip(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-        [v for v in range(10, 39) if v % 11],
-        strict=False,
+    return codelists.check_country(
+        value, location, customs_codes=False, error=RiskError, code=RISK_COUNTRY_INVALID
     )
-}
-
-
-def container_check_digit(first_ten: str) -> int:
-    """ISO 6346 check digit of owner code + category + 6-digit serial."""
-    total = 0
-    for position, char in enumerate(first_ten):
-        value = _LETTER_VALUES[char] if char.isalpha() else int(char)
-        total += value * 2**position
-    return total % 11 % 10
 
 
 def check_container_id(value: str, location: str = "container_id") -> str:
-    """An ISO 6346 container number: 3-letter owner, category U/J/Z, 6 digits, check digit."""
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}[UJZ][0-9]{7}", value):
-        raise _fail(
-            f"{value!r} is not an ISO 6346 container number (e.g. CSQU3054383)",
-            location,
-            RISK_CONTAINER_ID_INVALID,
-        )
-    expected = container_check_digit(value[:10])
-    if int(value[10]) != expected:
-        raise _fail(
-            f"{value!r}: check digit {value[10]} is wrong (ISO 6346 gives {expected})",
-            location,
-            RISK_CONTAINER_ID_INVALID,
-        )
-    return value
+    """An ISO 6346 container number: 3-letter owner, category, 6 digits, check digit."""
+    return codelists.check_container_number(
+        value, location, exact=True, error=RiskError, code=RISK_CONTAINER_ID_INVALID
+    )
 
 
 def _unique(items: Iterable[object], location: str) -> None:

@@ -1,4 +1,4 @@
-"""Partner profiles for UB1: loading and checking them, and the eligibility rules they drive.
+"""Partner profiles: loading and checking them, and the UB1 eligibility rules they drive.
 
 Loading is strict because a profile is legal configuration: an unknown key is an error (a
 misspelt optional key would otherwise be silently ignored), every value has its type and range,
@@ -16,6 +16,11 @@ The eligibility rules decide what a partner ever sees of the EU list:
 What the partner receives is the record translated into its terms: the partner programme the EU
 type is recognised as, and only the cross references of that partner (a US MID is not sent to
 Japan).
+
+A profile holds ``[ub1]`` (AEO mutual recognition) and/or ``[ub2]`` (transaction data: the
+messages agreed and the lanes, see partners/lanes.py). Both are optional: Moldova and Ukraine
+exchange TIR pre-arrival data without an AEO agreement. A partner without ``[ub1]`` simply gets
+no UB1: every UB1 rule here refuses it with AEO_NO_AGREEMENT, and the UB1 service does not list it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 from gateway.errors import (
     AEO_IDENTIFIER_MISSING,
+    AEO_NO_AGREEMENT,
     AEO_NO_CONSENT,
     AEO_TYPE_NOT_ELIGIBLE,
     AEO_UNKNOWN_PROGRAMME,
@@ -44,10 +50,13 @@ from gateway.errors import (
     PRF_WRONG_TYPE,
     AeoError,
     ProfileError,
+    TransactionError,
 )
 from gateway.model.aeo import AeoRecord, AeoStatus, AeoType
 from gateway.model.aeo_list import AeoChange, AeoList
+from gateway.model.codelists import check_customs_office, check_location_code
 from gateway.model.codes import Administration
+from gateway.partners.lanes import UB2_MESSAGES, Lane, LanePattern, Ub2Rules
 
 __all__ = [
     "Agreement",
@@ -59,6 +68,7 @@ __all__ = [
     "RetryPolicy",
     "Transport",
     "Ub1Rules",
+    "Ub2Rules",
     "answer_query",
     "eligible_for",
     "from_partner",
@@ -129,11 +139,23 @@ class PartnerProfile:
     name: str
     status: LinkStatus
     agreement: Agreement
-    ub1: Ub1Rules
+    ub1: Ub1Rules | None  # None: no AEO mutual recognition with this partner
     transport: Transport
     retry: RetryPolicy
     duplicate_window: timedelta
     clock_skew: timedelta
+    ub2: Ub2Rules | None = None  # None: no UB2 transaction data agreed
+
+    def ub1_rules(self) -> Ub1Rules:
+        """The UB1 rules, or AEO_NO_AGREEMENT for a partner whose profile has no [ub1]."""
+        if self.ub1 is None:
+            raise AeoError(
+                f"the profile of {self.administration.value} ({self.source}) has no [ub1]: no "
+                "AEO mutual recognition with this partner",
+                code=AEO_NO_AGREEMENT,
+                location=f"{self.source}:ub1",
+            )
+        return self.ub1
 
     @property
     def scheme_prefix(self) -> str:
@@ -276,7 +298,7 @@ def load_profile(text: str, source: str) -> PartnerProfile:
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"not valid TOML: {exc}", code=PRF_NOT_TOML, location=source) from None
     top = _Reader(data, "", source, text)
-    top.expect("partner", "agreement", "ub1", "transport", "retry", "delivery")
+    top.expect("partner", "agreement", "ub1", "ub2", "transport", "retry", "delivery")
 
     partner = top.table("partner")
     partner.expect("administration", "name", "status")
@@ -315,7 +337,10 @@ def load_profile(text: str, source: str) -> PartnerProfile:
     )
     agreement_table.done()
 
-    ub1 = _load_ub1(top.table("ub1"), admin)
+    ub1 = _load_ub1(top.table("ub1"), admin) if "ub1" in data else None
+    ub2 = _load_ub2(top.table("ub2"), admin) if "ub2" in data else None
+    if ub1 is None and ub2 is None:
+        raise top.error("ub1", "a profile agrees at least one of [ub1] and [ub2]", PRF_MISSING_KEY)
     transport = _load_transport(top.table("transport"))
 
     retry_table = top.table("retry")
@@ -346,7 +371,7 @@ def load_profile(text: str, source: str) -> PartnerProfile:
     top.done()
     return PartnerProfile(
         source, admin, name, status, agreement, ub1, transport,
-        RetryPolicy(max_attempts, initial, multiplier, maximum), window, skew,
+        RetryPolicy(max_attempts, initial, multiplier, maximum), window, skew, ub2,
     )  # fmt: skip
 
 
@@ -414,6 +439,104 @@ def _load_ub1(table: _Reader, admin: Administration) -> Ub1Rules:
         tuple(identifiers),
         timedelta(hours=hours),
     )
+
+
+PRF_INVALID = ProfileError.code
+# EORI (country + up to 15), CN operator ids (10-digit customs code, 18-character unified social
+# credit code), TIR carnet holder ids (e.g. MDA/001/000123): letters, digits, '/', '-'.
+_OPERATOR = re.compile(r"[A-Z0-9][A-Z0-9/-]{1,34}")
+_LANE_KEYS = {
+    LanePattern.SSTL: ("loading", "unloading", "operators"),
+    LanePattern.TIR: ("exit_office", "entry_office", "holders"),
+}
+
+
+def _load_ub2(table: _Reader, admin: Administration) -> Ub2Rules:
+    table.expect("messages", "pattern", "notes", "lanes")
+    messages = table.string_list("messages")
+    if not messages:
+        raise table.error("ub2.messages", "at least one UB2 message", PRF_MISSING_KEY)
+    for index, message in enumerate(messages):
+        if message not in UB2_MESSAGES:
+            raise table.error(
+                f"ub2.messages[{index}]",
+                f"{message!r} is not a UB2 message ({', '.join(UB2_MESSAGES)})",
+                PRF_INVALID,
+            )
+    pattern_text = table.text_value("pattern")
+    try:
+        pattern = LanePattern(pattern_text)
+    except ValueError:
+        raise table.error(
+            "ub2.pattern",
+            f"{pattern_text!r} is not a lane pattern ({', '.join(LanePattern)})",
+            PRF_INVALID,
+        ) from None
+    table.text_value("notes", "")
+    lane_tables = table.get("lanes", list, "an array of [[ub2.lanes]] tables", [])
+    if "TransactionData" in messages and not lane_tables:
+        raise table.error(
+            "ub2.lanes", "TransactionData is agreed: at least one [[ub2.lanes]]", PRF_MISSING_KEY
+        )
+    lanes: list[Lane] = []
+    for index, value in enumerate(lane_tables):
+        key = f"ub2.lanes[{index}]"
+        if not isinstance(value, dict):
+            raise table.error(key, f"{value!r} is not a table", PRF_WRONG_TYPE)
+        lane = _load_lane(_Reader(value, key, table.source, table.text), pattern, admin)
+        for other in lanes:
+            if other.name == lane.name or other.pair == lane.pair:
+                raise table.error(
+                    key, f"lane {lane.name} ({lane.pair}) repeats lane {other.name}", PRF_INVALID
+                )
+        lanes.append(lane)
+    table.done()
+    return Ub2Rules(frozenset(messages), pattern, tuple(lanes), table.source)
+
+
+def _load_lane(table: _Reader, pattern: LanePattern, admin: Administration) -> Lane:
+    origin_key, destination_key, operators_key = _LANE_KEYS[pattern]
+    table.expect("name", origin_key, destination_key, operators_key)
+    name = table.text_value("name")
+    ends = []
+    for key in (origin_key, destination_key):
+        value = table.text_value(key).strip().upper()
+        try:  # formats and country parts from the UB2 code lists (model.codelists)
+            if pattern is LanePattern.SSTL:
+                value = check_location_code(value, key)
+                if len(value) != 5:
+                    raise TransactionError(f"{value!r} is a customs office, not a UN/LOCODE")
+            else:
+                value = check_customs_office(value, key)
+        except TransactionError as error:
+            what = "a port (UN/LOCODE)" if pattern is LanePattern.SSTL else "a customs office"
+            raise table.error(
+                table.key(key), f"{error.message} (a lane end is {what})", PRF_INVALID
+            ) from None
+        ends.append(value)
+    origin, destination = ends
+    if origin == destination:
+        raise table.error(table.key(destination_key), "the lane ends where it starts", PRF_INVALID)
+    if admin.value not in (origin[:2], destination[:2]):
+        raise table.error(
+            table.key(origin_key),
+            f"{origin} -> {destination}: one end of a lane is in {admin.value}",
+            PRF_INVALID,
+        )
+    operators = [v.strip().upper() for v in table.string_list(operators_key)]
+    if not operators:
+        raise table.error(
+            table.key(operators_key), "at least one participating operator", PRF_MISSING_KEY
+        )
+    for index, operator in enumerate(operators):
+        if not _OPERATOR.fullmatch(operator):
+            raise table.error(
+                f"{table.key(operators_key)}[{index}]",
+                f"{operator!r} is not an operator id (EORI, CN operator id, TIR holder id)",
+                PRF_INVALID,
+            )
+    table.done()
+    return Lane(name, origin, destination, frozenset(operators))
 
 
 def _load_transport(table: _Reader) -> Transport:
@@ -486,6 +609,17 @@ class Eligibility:
 
 
 def eligible_for(profile: PartnerProfile, record: AeoRecord) -> Eligibility:
+    ub1 = profile.ub1
+    if ub1 is None:  # no AEO mutual recognition: nothing of the list is ever the partner's
+        return Eligibility(
+            (
+                (
+                    AEO_NO_AGREEMENT,
+                    f"{record.authorisation_number}: no UB1 agreement with "
+                    f"{profile.administration} ({profile.source} has no [ub1])",
+                ),
+            )
+        )
     reasons = []
     if not record.consent or record.status is AeoStatus.CONSENT_WITHDRAWN:
         reasons.append(
@@ -494,8 +628,8 @@ def eligible_for(profile: PartnerProfile, record: AeoRecord) -> Eligibility:
                 f"{record.authorisation_number}: the operator has not consented to the exchange",
             )
         )
-    if record.aeo_type not in profile.ub1.eligible_types:
-        allowed = ", ".join(sorted(profile.ub1.eligible_types))
+    if record.aeo_type not in ub1.eligible_types:
+        allowed = ", ".join(sorted(ub1.eligible_types))
         reasons.append(
             (
                 AEO_TYPE_NOT_ELIGIBLE,
@@ -504,7 +638,7 @@ def eligible_for(profile: PartnerProfile, record: AeoRecord) -> Eligibility:
                 f"{allowed}",
             )
         )
-    for scheme in profile.ub1.required_identifiers:
+    for scheme in ub1.required_identifiers:
         if not record.references(scheme):
             reasons.append(
                 (
@@ -529,7 +663,9 @@ def to_partner(profile: PartnerProfile, record: AeoRecord) -> AeoRecord:
     assert record.aeo_type is not None  # eligible types are AEO types
     refs = tuple(r for r in record.cross_references if r.scheme.startswith(profile.scheme_prefix))
     return replace(
-        record, partner_programme=profile.ub1.programme[record.aeo_type], cross_references=refs
+        record,
+        partner_programme=profile.ub1_rules().programme[record.aeo_type],
+        cross_references=refs,
     )
 
 
@@ -582,9 +718,10 @@ def from_partner(profile: PartnerProfile, record: AeoRecord) -> AeoRecord:
             f"{profile.administration}",
             location="administration",
         )
-    mapped = profile.ub1.inbound.get(record.partner_programme)
+    inbound = profile.ub1_rules().inbound
+    mapped = inbound.get(record.partner_programme)
     if mapped is None:
-        known = ", ".join(sorted(profile.ub1.inbound)) or "none"
+        known = ", ".join(sorted(inbound)) or "none"
         raise AeoError(
             f"{record.authorisation_number}: programme {record.partner_programme!r} has no EU "
             f"equivalent in {profile.source} (known: {known})",
@@ -615,6 +752,10 @@ def answer_query(profile: PartnerProfile, aeo_list: AeoList, identifier: str) ->
     excludes is refused with AEO_TYPE_NOT_ELIGIBLE; an operator who has not consented is refused
     with AEO_NO_CONSENT and nothing about it is disclosed beyond that.
     """
+    if profile.ub1 is None:
+        return PartnerAnswer(
+            identifier, None, AEO_NO_AGREEMENT, "no AEO mutual recognition with this partner"
+        )
     matches = aeo_list.find(identifier)
     if not matches:
         return PartnerAnswer(identifier, None)

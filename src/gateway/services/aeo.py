@@ -78,8 +78,8 @@ from gateway.partners.profile import (
     to_partner,
 )
 from gateway.store.aeo_store import AeoStore, record_from_json
+from gateway.store.database import Database, Dialect
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
-from gateway.store.sqlite import SqliteDatabase
 from gateway.translate import aeo_exchange
 from gateway.translate.aeo_exchange import (
     CONTENT_TYPES,
@@ -572,7 +572,9 @@ class AeoService:
         database = self.store.database
         conn = database.reader()
         owner = self.own.value
-        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        # (PostgreSQL reads by pages too: its readers are autocommit, one statement each.)
+        sqlite = database.dialect is Dialect.SQLITE
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() if sqlite else ""
         if mode == "wal":
             conn.execute("BEGIN")
             cursor = conn.cursor()
@@ -920,17 +922,18 @@ def binding_of(partner: PartnerConfig) -> Binding:
 
 
 def ub1_partners(config: GatewayConfig) -> list[Ub1Partner]:
-    """The configured partners whose profile carries UB1 rules (every loaded profile does)."""
+    """The configured partners whose profile carries UB1 rules (a profile with only [ub2],
+    e.g. MD or UA, gives the partner no UB1)."""
     return [
         Ub1Partner(partner.profile, binding_of(partner))
         for partner in config.partners
-        if partner.profile is not None
+        if partner.profile is not None and partner.profile.ub1 is not None
     ]
 
 
 def service_for(
     config: GatewayConfig,
-    database: SqliteDatabase,
+    database: Database,
     spec: MappingSpec,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -950,13 +953,17 @@ def service_for(
     )
 
 
-def responder_for(config: GatewayConfig, database: SqliteDatabase) -> AeoQueryResponder:
+def responder_for(config: GatewayConfig, database: Database) -> AeoQueryResponder:
     """The query responder of a configured gateway (answers from its own list)."""
     return AeoQueryResponder(
         identity=config.signing_identity,
         trust=config.trust,
         store=AeoStore(database, config.administration),
-        profiles={p.administration: p.profile for p in config.partners if p.profile is not None},
+        profiles={
+            p.administration: p.profile
+            for p in config.partners
+            if p.profile is not None and p.profile.ub1 is not None
+        },
         limits=config.limits,
     )
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from time import perf_counter
 
 from gateway.envelope.receipts import Receipt
 from gateway.errors import (
@@ -39,6 +40,8 @@ from gateway.errors import (
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.node import VerifiedReceipt
+from gateway.ops.delivery import item_fields, observe_settled
+from gateway.ops.metrics import GatewayMetrics
 from gateway.partners.profile import RetryPolicy
 from gateway.store.message_log import (
     Direction,
@@ -119,6 +122,7 @@ class DeliveryWorker:
         message_log: SqliteMessageLog | None = None,
         batch_size: int = 64,
         poll_seconds: float = 1.0,
+        metrics: GatewayMetrics | None = None,  # ops.metrics: counts, and the outbox's depth
     ) -> None:
         if message_log is not None and message_log.database is not outbox.database:
             raise ValueError("the message log must live in the outbox's database")
@@ -132,6 +136,9 @@ class DeliveryWorker:
         self.message_log = message_log
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.track_outbox(outbox, self.partners)
         self._open_link = links
         self._links: dict[Administration, PartnerLink] = {}
         self._lock = threading.Lock()
@@ -151,7 +158,10 @@ class DeliveryWorker:
             return report
         results = self._send(partner, items)
         units = [partial(self._settle, item, result, now, report) for item, result in results]
-        for (item, _), outcome in zip(results, self.outbox.database.write_each(units), strict=True):
+        started = perf_counter()
+        outcomes = self.outbox.database.write_each(units)
+        observe_settled(self.metrics, report, [item for item, _ in results], outcomes, started)
+        for (item, _), outcome in zip(results, outcomes, strict=True):
             if isinstance(outcome, GatewayError):
                 # e.g. an operator discarded it meanwhile; its state was left as it was.
                 log.warning("could not settle %s: %s", item.message_id, outcome)
@@ -238,7 +248,13 @@ class DeliveryWorker:
         report.codes[item.message_id] = error.code
         (report.retrying if next_attempt is not None else report.dead).append(item.message_id)
         if next_attempt is None:
-            log.warning("dead letter %s to %s: %s", item.message_id, item.partner.value, error)
+            log.warning(
+                "dead letter %s to %s: %s",
+                item.message_id,
+                item.partner.value,
+                error,
+                extra=item_fields(item, error.code),
+            )
 
     def _log(
         self,

@@ -49,9 +49,9 @@ from gateway.model.header import utc_now
 from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
 from gateway.node import Apply, InboundHandler, seal_envelope
 from gateway.partners.handling import HandlingRules, prepare_outbound
+from gateway.store.database import Database
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
 from gateway.store.risk_store import Received, RiskStore, Sent
-from gateway.store.sqlite import SqliteDatabase
 from gateway.translate import ub3_exchange
 from gateway.translate.crms_risk import parse_feedback_form, parse_form
 from gateway.translate.ub3_exchange import CONTENT_TYPES, PayloadForm
@@ -442,7 +442,7 @@ def risk_partners(config: GatewayConfig) -> list[RiskPartner]:
     ]
 
 
-def service_for(config: GatewayConfig, database: SqliteDatabase) -> RiskService:
+def service_for(config: GatewayConfig, database: Database) -> RiskService:
     """The UB3 service of a configured gateway on its message store."""
     return RiskService(
         store=RiskStore(database, config.administration),

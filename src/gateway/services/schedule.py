@@ -68,7 +68,7 @@ class FullListSchedule:
         """Partners whose full list is due: none queued yet, or the last is an interval old."""
         out = []
         for code, partner in self.service.partners.items():
-            interval = partner.profile.ub1.full_list_interval
+            interval = partner.profile.ub1_rules().full_list_interval
             last = self.outbox.last_enqueued(code, MessageType.FULL_LIST_END.value)
             if last is None or now - last >= interval:
                 out.append(code)

@@ -13,18 +13,18 @@ received from a partner is that partner's code. Beside the current record of eac
 * staging for a full list arriving in parts: parts are staged under their sync id, and the
   end message swaps the staged records in for the held list in one transaction.
 
-Every write is a function of a ``sqlite3.Connection`` so callers run it as (part of) a unit of
-work of the node's ``SqliteDatabase``: an import together with its outbox entries, an inbound
-message together with its inbox record. A unit that raises leaves nothing behind.
+Every write is a function of the writer's connection so callers run it as (part of) a unit of
+work of the node's Database (SQLite or PostgreSQL; the tables come from its migrations): an
+import together with its outbox entries, an inbound message together with its inbox record. A
+unit that raises leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -50,10 +50,16 @@ from gateway.model.aeo_list import (
     _Removed,
 )
 from gateway.model.codes import Administration
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.database import (
+    Connection,
+    Database,
+    Dialect,
+    dialect_of,
+    integrity_errors,
+    savepoint,
+)
 
 __all__ = [
-    "SCHEMA",
     "AeoStore",
     "HistoryEntry",
     "StagedSync",
@@ -61,70 +67,26 @@ __all__ = [
     "record_to_json",
 ]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS aeo_record (
-    owner                TEXT NOT NULL,
-    authorisation_number TEXT NOT NULL,
-    holder_id            TEXT NOT NULL,
-    status               TEXT NOT NULL,
-    version              INTEGER NOT NULL,
-    status_effective     TEXT NOT NULL,
-    record               TEXT NOT NULL,
-    PRIMARY KEY (owner, authorisation_number)
-);
-CREATE TABLE IF NOT EXISTS aeo_removed (
-    owner                TEXT NOT NULL,
-    authorisation_number TEXT NOT NULL,
-    version              INTEGER NOT NULL,
-    effective_date       TEXT NOT NULL,
-    PRIMARY KEY (owner, authorisation_number)
-);
-CREATE TABLE IF NOT EXISTS aeo_identifier (
-    owner                TEXT NOT NULL,
-    identifier           TEXT NOT NULL,
-    authorisation_number TEXT NOT NULL,
-    PRIMARY KEY (owner, identifier, authorisation_number)
-);
-CREATE INDEX IF NOT EXISTS aeo_identifier_number
-    ON aeo_identifier (owner, authorisation_number);
-CREATE TABLE IF NOT EXISTS aeo_history (
-    id                   INTEGER PRIMARY KEY,
-    owner                TEXT NOT NULL,
-    authorisation_number TEXT NOT NULL,
-    kind                 TEXT NOT NULL,
-    version              INTEGER NOT NULL,
-    status               TEXT NOT NULL,
-    effective_date       TEXT NOT NULL,
-    reason               TEXT NOT NULL,
-    source               TEXT NOT NULL,
-    recorded_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-CREATE INDEX IF NOT EXISTS aeo_history_number ON aeo_history (owner, authorisation_number);
-CREATE TABLE IF NOT EXISTS aeo_staging_part (
-    owner       TEXT NOT NULL,
-    sync_id     TEXT NOT NULL,
-    part        INTEGER NOT NULL,
-    message_id  TEXT NOT NULL,
-    records     INTEGER NOT NULL,
-    PRIMARY KEY (owner, sync_id, part)
-);
-CREATE TABLE IF NOT EXISTS aeo_staging_record (
-    owner                TEXT NOT NULL,
-    sync_id              TEXT NOT NULL,
-    authorisation_number TEXT NOT NULL,
-    part                 INTEGER NOT NULL,
-    record               TEXT NOT NULL,
-    PRIMARY KEY (owner, sync_id, authorisation_number)
-);
-CREATE TABLE IF NOT EXISTS aeo_sync_done (
-    owner        TEXT NOT NULL,
-    sync_id      TEXT NOT NULL,
-    as_of        TEXT NOT NULL,
-    records      INTEGER NOT NULL,
-    completed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    PRIMARY KEY (owner, sync_id)
-);
-"""
+# Upserts (portable: SQLite >= 3.24 and PostgreSQL).
+_REMOVED_CONFLICT = (
+    "ON CONFLICT (owner, authorisation_number) DO UPDATE SET version = excluded.version, "
+    "effective_date = excluded.effective_date"
+)
+_HISTORY_INSERT = (
+    "INSERT INTO aeo_history (owner, authorisation_number, kind, version, status, "
+    "effective_date, reason, source, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _field(dialect: Dialect, name: str, *, integer: bool = False) -> str:
+    """A top-level field of the JSON text column ``record``, in SQL."""
+    if dialect is Dialect.SQLITE:
+        return f"record ->> '$.{name}'"
+    return f"(record::jsonb ->> '{name}')" + ("::bigint" if integer else "")
 
 
 def record_to_json(record: AeoRecord) -> str:
@@ -193,17 +155,13 @@ class AeoStore:
     """The UB1 tables in a node's database; reads on the calling thread's reader connection,
     writes as functions of the writer's connection (run them inside a unit of work)."""
 
-    def __init__(self, database: SqliteDatabase, own: Administration) -> None:
+    def __init__(self, database: Database, own: Administration) -> None:
         self.database = database
         self.own = own
-        # Statement by statement inside a unit of work: executescript() would COMMIT the
-        # writer's open transaction (and its savepoint) first.
-        statements = [part.strip() for part in SCHEMA.split(";") if part.strip()]
-        database.write(lambda conn: [conn.execute(statement) for statement in statements] and None)
 
     # -- loading (any connection) ---------------------------------------------------------------
     @staticmethod
-    def load(conn: sqlite3.Connection, owner: Administration, numbers: Iterable[str]) -> AeoList:
+    def load(conn: Connection, owner: Administration, numbers: Iterable[str]) -> AeoList:
         """The held records and removal markers of these authorisations, as an AeoList."""
         records: dict[str, AeoRecord] = {}
         removed: dict[str, _Removed] = {}
@@ -225,7 +183,7 @@ class AeoStore:
         return AeoList(MappingProxyType(records), MappingProxyType(removed))
 
     @staticmethod
-    def load_all(conn: sqlite3.Connection, owner: Administration) -> AeoList:
+    def load_all(conn: Connection, owner: Administration) -> AeoList:
         """A whole list (with its removal markers)."""
         records = {
             number: record_from_json(text)
@@ -245,7 +203,7 @@ class AeoStore:
         return AeoList(MappingProxyType(records), MappingProxyType(removed))
 
     @staticmethod
-    def iter_records(conn: sqlite3.Connection, owner: Administration) -> Iterator[AeoRecord]:
+    def iter_records(conn: Connection, owner: Administration) -> Iterator[AeoRecord]:
         """A list's records in authorisation-number order, streamed from this connection."""
         cursor = conn.execute(
             "SELECT record FROM aeo_record WHERE owner = ? ORDER BY authorisation_number",
@@ -257,7 +215,7 @@ class AeoStore:
     # -- writing (inside a unit of work) --------------------------------------------------------
     def apply_changes(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         changes: Sequence[AeoChange],
         source: str,
@@ -276,7 +234,7 @@ class AeoStore:
 
     def write_diff(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         before: AeoList,
         after: AeoList,
@@ -298,12 +256,13 @@ class AeoStore:
                 gone = after.removed.get(number)
                 if gone is not None:
                     conn.execute(
-                        "INSERT OR REPLACE INTO aeo_removed VALUES (?, ?, ?, ?)",
+                        "INSERT INTO aeo_removed (owner, authorisation_number, version, "
+                        "effective_date) VALUES (?, ?, ?, ?) " + _REMOVED_CONFLICT,
                         (owner.value, number, gone.version, gone.effective_date.isoformat()),
                     )
+        now = _now()
         conn.executemany(
-            "INSERT INTO aeo_history (owner, authorisation_number, kind, version, status, "
-            "effective_date, reason, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _HISTORY_INSERT,
             [
                 (
                     owner.value,
@@ -314,6 +273,7 @@ class AeoStore:
                     change.effective_date.isoformat(),
                     change.reason,
                     source,
+                    now,
                 )
                 for change in changes
             ],
@@ -321,7 +281,7 @@ class AeoStore:
 
     def replace(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         records: Iterable[AeoRecord],
         source: str,
@@ -350,31 +310,32 @@ class AeoStore:
                 (owner.value, number),
             )
         conn.executemany(
-            "INSERT OR REPLACE INTO aeo_removed VALUES (?, ?, ?, ?)",
+            "INSERT INTO aeo_removed (owner, authorisation_number, version, effective_date) "
+            "VALUES (?, ?, ?, ?) " + _REMOVED_CONFLICT,
             [
                 (owner.value, number, version, effective)
                 for number, (version, effective) in held.items()
                 if number not in kept
             ],
         )
-        conn.execute(
-            "INSERT INTO aeo_history (owner, authorisation_number, kind, version, status, "
-            "effective_date, reason, source) VALUES (?, '*', 'FULL_LIST', 0, '*', "
-            "strftime('%Y-%m-%d', 'now'), ?, ?)",
-            (owner.value, f"list replaced: {count} records", source),
-        )
+        _history_full_list(conn, owner, count, source)
         return count
 
     def _put(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         record: AeoRecord,
         fresh: bool = False,
     ) -> None:
         number = record.authorisation_number
         conn.execute(
-            "INSERT OR REPLACE INTO aeo_record VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO aeo_record (owner, authorisation_number, holder_id, status, version, "
+            "status_effective, record) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, authorisation_number) DO UPDATE SET "
+            "holder_id = excluded.holder_id, status = excluded.status, "
+            "version = excluded.version, status_effective = excluded.status_effective, "
+            "record = excluded.record",
             (
                 owner.value,
                 number,
@@ -395,12 +356,13 @@ class AeoStore:
                 (owner.value, number),
             )
         conn.executemany(
-            "INSERT OR IGNORE INTO aeo_identifier VALUES (?, ?, ?)",
+            "INSERT INTO aeo_identifier (owner, identifier, authorisation_number) "
+            "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(owner.value, key, number) for key in sorted(_identifiers(record))],
         )
 
     @staticmethod
-    def _delete(conn: sqlite3.Connection, owner: Administration, number: str) -> None:
+    def _delete(conn: Connection, owner: Administration, number: str) -> None:
         conn.execute(
             "DELETE FROM aeo_record WHERE owner = ? AND authorisation_number = ?",
             (owner.value, number),
@@ -413,7 +375,7 @@ class AeoStore:
     # -- full lists in parts --------------------------------------------------------------------
     @staticmethod
     def stage_part(
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         sync_id: str,
         part: int,
@@ -432,11 +394,13 @@ class AeoStore:
                 location="sync_id",
             )
         try:
-            conn.execute(
-                "INSERT INTO aeo_staging_part VALUES (?, ?, ?, ?, ?)",
-                (owner.value, sync_id, part, message_id, len(records)),
-            )
-        except sqlite3.IntegrityError:
+            with savepoint(conn, "stage_part"):
+                conn.execute(
+                    "INSERT INTO aeo_staging_part (owner, sync_id, part, message_id, records) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (owner.value, sync_id, part, message_id, len(records)),
+                )
+        except integrity_errors():
             raise AeoError(
                 f"{where}: this part was already received in another message",
                 code=AEO_FULL_LIST_SEQUENCE,
@@ -447,9 +411,14 @@ class AeoStore:
             for record in records
         ]
         try:
-            conn.executemany("INSERT INTO aeo_staging_record VALUES (?, ?, ?, ?, ?)", rows)
-        except sqlite3.IntegrityError:
-            # (the unit's savepoint rolls back the rows inserted before it)
+            with savepoint(conn, "stage_records"):
+                conn.executemany(
+                    "INSERT INTO aeo_staging_record (owner, sync_id, authorisation_number, "
+                    "part, record) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except integrity_errors():
+            # (rolled back to the savepoint: the rows inserted before it are gone)
             earlier = next(
                 number
                 for _, _, number, _, _ in rows
@@ -467,7 +436,7 @@ class AeoStore:
 
     def finish_sync(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         owner: Administration,
         sync_id: str,
         parts: int,
@@ -514,7 +483,7 @@ class AeoStore:
         builder = SummaryBuilder()
         statuses = {status.value: status for status in AeoStatus}
         for text, status in conn.execute(
-            "SELECT record, record ->> '$.status' FROM aeo_staging_record "
+            f"SELECT record, {_field(dialect_of(conn), 'status')} FROM aeo_staging_record "
             "WHERE owner = ? AND sync_id = ? ORDER BY authorisation_number",
             (owner.value, sync_id),
         ):
@@ -533,57 +502,64 @@ class AeoStore:
         conn.execute("DELETE FROM aeo_staging_part WHERE owner = ?", (owner.value,))
         conn.execute("DELETE FROM aeo_staging_record WHERE owner = ?", (owner.value,))
         conn.execute(
-            "INSERT INTO aeo_sync_done (owner, sync_id, as_of, records) VALUES (?, ?, ?, ?)",
-            (owner.value, sync_id, as_of.isoformat(), count),
+            "INSERT INTO aeo_sync_done (owner, sync_id, as_of, records, completed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (owner.value, sync_id, as_of.isoformat(), count, _now()),
         )
         return count
 
     @staticmethod
     def _replace_from_staging(
-        conn: sqlite3.Connection, owner: Administration, sync_id: str, source: str
+        conn: Connection, owner: Administration, sync_id: str, source: str
     ) -> int:
         """``replace`` with a sync's staged records, in SQL (the rows are canonical JSON): the
         same rows, identifiers, removal markers and history line."""
         key = (owner.value, sync_id)
+        dialect = dialect_of(conn)
         staged = (
             "SELECT authorisation_number FROM aeo_staging_record WHERE owner = ? AND sync_id = ?"
         )
         conn.execute(
-            "INSERT OR REPLACE INTO aeo_removed "
+            "INSERT INTO aeo_removed (owner, authorisation_number, version, effective_date) "
             "SELECT owner, authorisation_number, version, status_effective FROM aeo_record "
-            f"WHERE owner = ? AND authorisation_number NOT IN ({staged})",
+            f"WHERE owner = ? AND authorisation_number NOT IN ({staged}) " + _REMOVED_CONFLICT,
             (owner.value, *key),
         )
         conn.execute("DELETE FROM aeo_record WHERE owner = ?", (owner.value,))
         conn.execute("DELETE FROM aeo_identifier WHERE owner = ?", (owner.value,))
+        fields = ", ".join(
+            _field(dialect, name, integer=name == "version")
+            for name in ("holder_id", "status", "version", "status_effective")
+        )
         count = conn.execute(
-            "INSERT INTO aeo_record SELECT owner, authorisation_number, record ->> '$.holder_id', "
-            "record ->> '$.status', record ->> '$.version', record ->> '$.status_effective', "
+            "INSERT INTO aeo_record (owner, authorisation_number, holder_id, status, version, "
+            f"status_effective, record) SELECT owner, authorisation_number, {fields}, "
             "record FROM aeo_staging_record WHERE owner = ? AND sync_id = ? "
             "ORDER BY authorisation_number",
             key,
         ).rowcount
+        references = (
+            "json_each(s.record, '$.cross_references') AS r"
+            if dialect is Dialect.SQLITE
+            else "jsonb_array_elements(s.record::jsonb -> 'cross_references') AS r (value)"
+        )
         conn.execute(
-            "INSERT OR IGNORE INTO aeo_identifier "
+            "INSERT INTO aeo_identifier (owner, identifier, authorisation_number) "
+            "SELECT * FROM ("
             "SELECT owner, holder_id, authorisation_number FROM aeo_record WHERE owner = ? "
             "UNION ALL SELECT owner, authorisation_number, authorisation_number FROM aeo_record "
             "WHERE owner = ? "
             "UNION ALL SELECT s.owner, r.value ->> 1, s.authorisation_number "
-            "FROM aeo_staging_record AS s, json_each(s.record, '$.cross_references') AS r "
-            "WHERE s.owner = ? AND s.sync_id = ?",
+            f"FROM aeo_staging_record AS s, {references} "
+            "WHERE s.owner = ? AND s.sync_id = ?) AS ids WHERE true ON CONFLICT DO NOTHING",
             (owner.value, owner.value, *key),
         )
         conn.execute(
             f"DELETE FROM aeo_removed WHERE owner = ? AND authorisation_number IN ({staged})",
             (owner.value, *key),
         )
-        conn.execute(
-            "INSERT INTO aeo_history (owner, authorisation_number, kind, version, status, "
-            "effective_date, reason, source) VALUES (?, '*', 'FULL_LIST', 0, '*', "
-            "strftime('%Y-%m-%d', 'now'), ?, ?)",
-            (owner.value, f"list replaced: {count} records", source),
-        )
-        return count
+        _history_full_list(conn, owner, count, source)
+        return int(count)
 
     # -- reading (reader connection of the calling thread) --------------------------------------
     def find(self, owner: Administration, identifier: str) -> tuple[AeoRecord, ...]:
@@ -591,9 +567,7 @@ class AeoStore:
         return self.find_in(self.database.reader(), owner, identifier)
 
     @staticmethod
-    def find_in(
-        conn: sqlite3.Connection, owner: Administration, identifier: str
-    ) -> tuple[AeoRecord, ...]:
+    def find_in(conn: Connection, owner: Administration, identifier: str) -> tuple[AeoRecord, ...]:
         rows = conn.execute(
             "SELECT r.record FROM aeo_identifier i JOIN aeo_record r "
             "ON r.owner = i.owner AND r.authorisation_number = i.authorisation_number "
@@ -633,9 +607,13 @@ class AeoStore:
         return builder.result()
 
     def snapshot(self, owner: Administration) -> AeoList:
-        """A whole list read in one read transaction (a consistent snapshot under WAL)."""
+        """A whole list read in one read transaction (a consistent snapshot under WAL, or in
+        REPEATABLE READ on PostgreSQL)."""
         conn = self.database.reader()
-        conn.execute("BEGIN")
+        if self.database.dialect is Dialect.SQLITE:
+            conn.execute("BEGIN")
+        else:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         try:
             return self.load_all(conn, owner)
         finally:
@@ -669,6 +647,15 @@ class AeoStore:
             .fetchall()
         )
         return [StagedSync(Administration(o), s, int(n), int(r or 0)) for o, s, n, r in rows]
+
+
+def _history_full_list(conn: Any, owner: Administration, count: int, source: str) -> None:
+    now = _now()
+    conn.execute(
+        _HISTORY_INSERT,
+        (owner.value, "*", "FULL_LIST", 0, "*", now[:10], f"list replaced: {count} records",
+         source, now),
+    )  # fmt: skip
 
 
 def _ranges(numbers: Sequence[int]) -> str:

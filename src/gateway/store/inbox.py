@@ -4,10 +4,11 @@ Duplicates are found by message id inside the same transaction that stores, so t
 deliveries of one message cannot both be stored. Same id and same payload digest is a duplicate
 (the original receipt is answered again); same id with another digest is a conflict.
 
-Commits are grouped by the database's writer (store.sqlite): each caller gets its answer only
-after its own record is durable, but concurrent callers share one fsync. A record may carry an
-`apply` step that updates the exchange's own tables in the same transaction, so a receipt is
-never issued for a message that was stored but not applied, or applied but not stored.
+Commits are grouped by the database's writer (store.sqlite, store.postgres): each caller gets
+its answer only after its own record is durable, but concurrent callers share one fsync. A
+record may carry an `apply` step that updates the exchange's own tables in the same
+transaction, so a receipt is never issued for a message that was stored but not applied, or
+applied but not stored.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
 from gateway.errors import DUPLICATE_CONFLICT, DeliveryError, GatewayError
+from gateway.store.database import Database
 from gateway.store.sqlite import SqliteDatabase
 
 
@@ -51,44 +54,23 @@ class PutResult:
     receipt: bytes  # the receipt to answer: the new one, or the one stored with the original
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS inbox (
-    message_id      TEXT PRIMARY KEY,
-    payload_sha256  BLOB NOT NULL,
-    received_sha256 BLOB NOT NULL,
-    sender          TEXT NOT NULL,
-    receiver        TEXT NOT NULL,
-    utility_block   TEXT NOT NULL,
-    message_type    TEXT NOT NULL,
-    binding         TEXT NOT NULL,
-    created_at      TEXT NOT NULL,
-    stored_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    envelope        BLOB NOT NULL,
-    receipt         BLOB NOT NULL
-);
-"""
-
-
 class SqliteInbox:
-    """The inbox table of a SqliteDatabase (one is opened for it when given a path)."""
+    """The inbox table of a node's Database, SQLite or PostgreSQL (a SQLite file is opened for
+    it when given a path). The table itself comes from the migrations (store.schema)."""
 
     def __init__(
         self,
         path: Path | str | None = None,
         *,
-        database: SqliteDatabase | None = None,
+        database: Database | None = None,
         synchronous: str = "FULL",
         max_batch: int = 512,
     ) -> None:
         if database is None:
             if path is None:
                 raise ValueError("give a path or a database")
-            database = SqliteDatabase(
-                path, schemas=[SCHEMA], synchronous=synchronous, max_batch=max_batch
-            )
-        else:
-            database.ensure_schema(SCHEMA)
-        self.database = database
+            database = SqliteDatabase(path, synchronous=synchronous, max_batch=max_batch)
+        self.database: Database = database
 
     # -- public API ----------------------------------------------------------------------------
     def put(self, record: InboundRecord) -> PutResult:
@@ -137,25 +119,16 @@ class SqliteInbox:
 def erase_envelope(conn: sqlite3.Connection, message_id: str) -> None:
     """Retention (a unit step): drop a stored envelope's bytes. Its digests and the signed
     receipt stay, as proof of what was received, and a resend is still known as a duplicate."""
-    conn.execute("UPDATE inbox SET envelope = X'' WHERE message_id = ?", (message_id,))
+    conn.execute("UPDATE inbox SET envelope = ? WHERE message_id = ?", (b"", message_id))
 
 
 def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
-    row = conn.execute(
-        "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)
-    ).fetchone()
-    if row is not None:
-        if bytes(row[0]) == record.payload_sha256:
-            return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
-        raise DeliveryError(
-            f"message {record.message_id} was already received with another payload digest",
-            code=DUPLICATE_CONFLICT,
-            location="header.message_id",
-        )
-    conn.execute(
+    # Insert first: on PostgreSQL a concurrent insert of the same id by another node waits for
+    # that node's commit and then does nothing (no unique violation aborting our batch).
+    cursor = conn.execute(
         "INSERT INTO inbox (message_id, payload_sha256, received_sha256, sender, receiver, "
-        "utility_block, message_type, binding, created_at, envelope, receipt) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "utility_block, message_type, binding, created_at, stored_at, envelope, receipt) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
         (
             record.message_id,
             record.payload_sha256,
@@ -166,10 +139,22 @@ def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
             record.message_type,
             record.binding,
             record.created_at,
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             record.envelope,
             record.receipt,
         ),
     )
+    if cursor.rowcount == 0:
+        row = conn.execute(
+            "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)
+        ).fetchone()
+        if bytes(row[0]) == record.payload_sha256:
+            return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
+        raise DeliveryError(
+            f"message {record.message_id} was already received with another payload digest",
+            code=DUPLICATE_CONFLICT,
+            location="header.message_id",
+        )
     if record.apply is not None:
         record.apply(conn)  # a GatewayError here rolls back the insert too (unit savepoint)
     return PutResult(PutOutcome.STORED, record.receipt)

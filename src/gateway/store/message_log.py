@@ -29,7 +29,13 @@ exactly the stored text (`logged_at` as stored: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``,
 field is length-prefixed and the receipt's absence has its own marker, so no two different rows
 share an encoding. Rows are appended inside the writer's units of work (one writer: the chain
 is serial), each chained to the head read in the same transaction; seq continues after the
-highest seq ever used (sqlite_sequence), so a removed last row leaves a visible gap.
+highest seq ever used (sqlite_sequence; on PostgreSQL the message_log_sequence row written in
+the same transaction), so a removed last row leaves a visible gap.
+
+Several nodes on one PostgreSQL database share ONE chain: a node's appends are deferred to the
+end of its batch and take a transaction-level advisory lock (`CHAIN_LOCK`) just before COMMIT,
+so the chains of two nodes can never interleave and the lock is held only for the inserts and
+the commit (docs/message-log.md).
 
 Checkpoints
 -----------
@@ -53,7 +59,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -63,7 +69,8 @@ from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
 from gateway.model.codes import Administration
 from gateway.model.header import EnvelopeHeader, utc_now
-from gateway.store.sqlite import SqliteDatabase, run_ddl
+from gateway.store.database import Database, Dialect, dialect_of
+from gateway.store.sqlite import run_ddl
 
 Apply = Callable[[sqlite3.Connection], None]
 
@@ -71,6 +78,8 @@ GENESIS = bytes(32)  # the prev_sha256 of seq 1
 ENTRY_DOMAIN = b"gnc-log-entry/1\n"
 CHECKPOINT_TYP = "gnc-log-checkpoint+jws"
 DEFAULT_CHECKPOINT_EVERY = 1000
+# PostgreSQL: the transaction-level advisory lock that serialises appends to the one chain.
+CHAIN_LOCK = 0x676E635F6C6F67  # "gnc_log"
 
 
 class Direction(StrEnum):
@@ -116,43 +125,6 @@ class Checkpoint:
     payload: bytes  # the exact signed bytes (canonical JSON)
     jws: str
 
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS message_log (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    logged_at       TEXT NOT NULL,
-    direction       TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
-    message_id      TEXT NOT NULL,
-    partner         TEXT NOT NULL,
-    utility_block   TEXT NOT NULL,
-    message_type    TEXT NOT NULL,
-    binding         TEXT NOT NULL,
-    envelope_sha256 BLOB NOT NULL,
-    receipt         BLOB,
-    outcome         TEXT NOT NULL,
-    code            TEXT NOT NULL DEFAULT '',
-    prev_sha256     BLOB,
-    entry_sha256    BLOB
-);
-CREATE INDEX IF NOT EXISTS message_log_partner ON message_log (partner, seq);
-CREATE INDEX IF NOT EXISTS message_log_message ON message_log (message_id);
-CREATE TABLE IF NOT EXISTS message_log_checkpoint (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    administration  TEXT NOT NULL,
-    entries         INTEGER NOT NULL,
-    head_seq        INTEGER NOT NULL,
-    head_sha256     BLOB NOT NULL,
-    signed_at       TEXT NOT NULL,
-    payload         BLOB NOT NULL,
-    jws             TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS message_log_checkpoint_no_update
-BEFORE UPDATE ON message_log_checkpoint
-BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS message_log_checkpoint_no_delete
-BEFORE DELETE ON message_log_checkpoint
-BEGIN SELECT RAISE(ABORT, 'the message log is append-only'); END;
-"""
 
 _TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS message_log_no_update BEFORE UPDATE ON message_log
@@ -247,12 +219,18 @@ def _row_digest(seq: int, row: Sequence[Any], prev: bytes) -> bytes:
     )
 
 
+def _sequence_sql(dialect: Dialect) -> str:
+    if dialect is Dialect.SQLITE:
+        return "SELECT seq FROM sqlite_sequence WHERE name = 'message_log'"
+    return "SELECT seq FROM message_log_sequence WHERE name = 'message_log'"
+
+
 def head_in(conn: sqlite3.Connection) -> tuple[int, bytes]:
     """(highest seq ever used, entry_sha256 of the last row) of the log, in this transaction."""
     row = conn.execute(
         "SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1"
     ).fetchone()
-    used = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'").fetchone()
+    used = conn.execute(_sequence_sql(dialect_of(conn))).fetchone()
     last = int(row[0]) if row is not None else 0
     prev = bytes(row[1]) if row is not None and row[1] is not None else GENESIS
     return max(last, int(used[0]) if used is not None else 0), prev
@@ -264,9 +242,27 @@ def append_in(entry: LogEntry, conn: sqlite3.Connection) -> None:
 
 
 def append_many_in(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
-    """Append rows, each chained to the one before (the head is read in this transaction)."""
+    """Append rows, each chained to the one before (the head is read in this transaction).
+
+    On PostgreSQL the rows are written at the end of the writer's batch (`_append_deferred`),
+    under the chain lock; their time is taken now."""
     if not entries:
         return
+    if dialect_of(conn) is Dialect.POSTGRESQL:
+        now = utc_now()
+        timed = [e if e.at is not None else replace(e, at=now) for e in entries]
+        conn.defer(_append_deferred, timed)  # type: ignore[attr-defined]
+        return
+    _append_now(entries, conn)
+
+
+def _append_deferred(conn: sqlite3.Connection, batches: list[list[LogEntry]]) -> None:
+    """PostgreSQL, just before COMMIT: take the chain lock, then append the batch's rows."""
+    conn.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
+    _append_now([entry for batch in batches for entry in batch], conn)
+
+
+def _append_now(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
     now = utc_now()
     seq, prev = head_in(conn)
     rows: list[tuple[object, ...]] = []
@@ -292,6 +288,12 @@ def append_many_in(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> Non
         f"INSERT INTO message_log ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
         rows,
     )
+    if dialect_of(conn) is Dialect.POSTGRESQL:
+        conn.execute(
+            "INSERT INTO message_log_sequence (name, seq) VALUES ('message_log', ?) "
+            "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            (seq,),
+        )
     policy = _POLICIES.get(id(conn))
     if policy is not None and policy[0] is conn:
         identity, every = policy[1], policy[2]
@@ -325,6 +327,8 @@ def checkpoint_in(
     conn: sqlite3.Connection, identity: SigningIdentity, at: datetime | None = None
 ) -> Checkpoint | None:
     """Unit of work: sign and store a checkpoint of the current head (None: the log is empty)."""
+    if dialect_of(conn) is Dialect.POSTGRESQL:
+        conn.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")  # a head no one moves
     row = conn.execute(
         "SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1"
     ).fetchone()
@@ -336,19 +340,22 @@ def checkpoint_in(
     signed_at = _ts(at or utc_now())
     payload = checkpoint_payload(administration, entries, head_seq, head, signed_at)
     jws = sign_detached(payload, identity, CHECKPOINT_TYP)
-    cursor = conn.execute(
+    checkpoint_id = conn.execute(
         "INSERT INTO message_log_checkpoint "
         "(administration, entries, head_seq, head_sha256, signed_at, payload, jws) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (administration, entries, head_seq, head, signed_at, payload, jws),
-    )
+    ).fetchone()[0]
     return Checkpoint(
-        int(cursor.lastrowid or 0), administration, entries, head_seq, head, signed_at, payload, jws
+        int(checkpoint_id), administration, entries, head_seq, head, signed_at, payload, jws
     )
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Unit of work: chain a log made before the chain existed (idempotent)."""
+    """Unit of work (SQLite): chain a log made before the chain existed (idempotent). (On
+    PostgreSQL every log was made chained, its triggers by the migrations.)"""
+    if dialect_of(conn) is not Dialect.SQLITE:
+        return
     columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(message_log)")}
     if "entry_sha256" not in columns:
         conn.execute("ALTER TABLE message_log ADD COLUMN prev_sha256 BLOB")
@@ -408,7 +415,7 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
 
 
 class SqliteMessageLog:
-    """The message_log table of a SqliteDatabase.
+    """The message_log table of a node's Database (SQLite or PostgreSQL).
 
     With `signer`, every append that takes the chain `checkpoint_every` entries past the last
     checkpoint also signs a new one (in the same transaction).
@@ -416,15 +423,15 @@ class SqliteMessageLog:
 
     def __init__(
         self,
-        database: SqliteDatabase,
+        database: Database,
         *,
         signer: SigningIdentity | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be positive")
-        database.ensure_schema(SCHEMA)
-        database.write(_migrate)
+        if database.dialect is Dialect.SQLITE:
+            database.write(_migrate)
         self.database = database
         self.signer = signer
         if signer is not None:
@@ -493,12 +500,9 @@ class SqliteMessageLog:
         return [_checkpoint(row) for row in rows.fetchall()]
 
     def sequence_used(self) -> int:
-        """The highest seq ever assigned (sqlite_sequence): a removed last row shows here."""
-        row = (
-            self.database.reader()
-            .execute("SELECT seq FROM sqlite_sequence WHERE name = 'message_log'")
-            .fetchone()
-        )
+        """The highest seq ever assigned (sqlite_sequence, message_log_sequence): a removed
+        last row shows here."""
+        row = self.database.reader().execute(_sequence_sql(self.database.dialect)).fetchone()
         return int(row[0]) if row is not None else 0
 
     def count(self) -> int:
@@ -545,7 +549,6 @@ def logged(apply: Apply | None, entry: LogEntry) -> Apply:
 __all__ = [
     "CHECKPOINT_TYP",
     "GENESIS",
-    "SCHEMA",
     "Checkpoint",
     "Direction",
     "LogEntry",

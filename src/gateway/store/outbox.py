@@ -37,7 +37,7 @@ from gateway.errors import (
     GatewayError,
 )
 from gateway.model.codes import Administration, UtilityBlock
-from gateway.store.sqlite import SqliteDatabase
+from gateway.store.database import Database
 
 
 class OutboundState(StrEnum):
@@ -82,35 +82,6 @@ class OutboundItem:
     delivered_at: datetime | None
     envelope: bytes | None = None  # loaded by due() (to send it); list() leaves it out
 
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id      TEXT NOT NULL UNIQUE,
-    partner         TEXT NOT NULL,
-    binding         TEXT NOT NULL,
-    ordering_key    TEXT NOT NULL,
-    utility_block   TEXT NOT NULL,
-    message_type    TEXT NOT NULL,
-    envelope        BLOB NOT NULL,
-    envelope_sha256 BLOB NOT NULL,
-    state           TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'delivered', 'dead', 'discarded')),
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    enqueued_at     TEXT NOT NULL,
-    next_attempt    TEXT,
-    last_attempt    TEXT,
-    last_error_code TEXT NOT NULL DEFAULT '',
-    last_error      TEXT NOT NULL DEFAULT '',
-    receipt         BLOB,
-    delivered_at    TEXT
-);
--- Messages that block their key (what the head check probes).
-CREATE INDEX IF NOT EXISTS outbox_blocking ON outbox (partner, ordering_key, seq)
-    WHERE state IN ('pending', 'dead');
--- Messages of a partner in a state, in enqueue order (what due() walks for 'pending').
-CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, partner, seq);
-"""
 
 _COLUMNS = (
     "seq, message_id, partner, binding, ordering_key, utility_block, message_type, "
@@ -170,10 +141,10 @@ def _item(row: Sequence[Any], envelope: bytes | None = None) -> OutboundItem:
 
 
 class SqliteOutbox:
-    """The outbox table of a SqliteDatabase (shared with the inbox and the exchanges' tables)."""
+    """The outbox table of a node's Database, SQLite or PostgreSQL (shared with the inbox and
+    the exchanges' tables; the table comes from the migrations, gateway.store.schema)."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
-        database.ensure_schema(SCHEMA)
+    def __init__(self, database: Database) -> None:
         self.database = database
 
     # -- queueing ------------------------------------------------------------------------------
@@ -327,6 +298,13 @@ class SqliteOutbox:
             out[str(state)] = int(count)
         return out
 
+    def counts_by_partner(self) -> dict[tuple[str, str], int]:
+        """Messages per (partner, state) present in the outbox (the metrics' queue depth)."""
+        rows = self.database.reader().execute(
+            "SELECT partner, state, count(*) FROM outbox GROUP BY partner, state"
+        )
+        return {(str(partner), str(state)): int(count) for partner, state, count in rows}
+
 
 # -- units of work (public so a caller can settle many messages in one commit) -------------------
 def _state_of(conn: sqlite3.Connection, message_id: str) -> OutboundState:
@@ -418,7 +396,6 @@ def _discard(message_id: str, conn: sqlite3.Connection) -> None:
 
 
 __all__ = [
-    "SCHEMA",
     "OutboundItem",
     "OutboundMessage",
     "OutboundState",

@@ -1,4 +1,4 @@
-"""The UB3 tables, in the node's SqliteDatabase.
+"""The UB3 tables, in the node's Database (SQLite or PostgreSQL; made by its migrations).
 
 * ``risk_sent``: every UB3 record this gateway sent, per partner, as it was sent (after the
   handling rules' removals, which are listed), with the envelope's message id; feedback that
@@ -27,93 +27,18 @@ from typing import Any
 
 from gateway.model.codes import Administration, HandlingLabel
 from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
+from gateway.store.database import Database
 from gateway.store.inbox import erase_envelope
-from gateway.store.sqlite import SqliteDatabase
 from gateway.translate import ub3_exchange
 from gateway.translate.ub3_exchange import PayloadForm
 
 __all__ = [
-    "SCHEMA",
     "AccessEntry",
     "Received",
     "Refusal",
     "RiskStore",
     "Sent",
 ]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS risk_sent (
-    message_id  TEXT PRIMARY KEY,
-    partner     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    originator  TEXT NOT NULL,
-    reference   TEXT NOT NULL,
-    label       TEXT NOT NULL,
-    area        TEXT NOT NULL DEFAULT '',
-    sent_at     TEXT NOT NULL,
-    removed     TEXT NOT NULL DEFAULT '[]',
-    payload     BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS risk_sent_reference ON risk_sent (partner, originator, reference);
-CREATE TABLE IF NOT EXISTS risk_received (
-    originator   TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    reference    TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    message_id   TEXT NOT NULL,
-    label        TEXT NOT NULL,
-    area         TEXT NOT NULL DEFAULT '',
-    valid_until  TEXT,
-    received_at  TEXT NOT NULL,
-    retain_until TEXT,
-    payload      BLOB NOT NULL,
-    PRIMARY KEY (originator, kind, reference)
-);
-CREATE TABLE IF NOT EXISTS risk_feedback (
-    message_id  TEXT PRIMARY KEY,
-    direction   TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
-    partner     TEXT NOT NULL,
-    originator  TEXT NOT NULL,
-    reference   TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    label       TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    payload     BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS risk_feedback_reference
-    ON risk_feedback (partner, originator, reference);
-CREATE TABLE IF NOT EXISTS risk_refusals (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at         TEXT NOT NULL,
-    actor      TEXT NOT NULL,
-    partner    TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    originator TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    code       TEXT NOT NULL,
-    rule       TEXT NOT NULL,
-    message    TEXT NOT NULL,
-    source     TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS risk_refusals_no_update BEFORE UPDATE ON risk_refusals
-BEGIN SELECT RAISE(ABORT, 'the refusal log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS risk_refusals_no_delete BEFORE DELETE ON risk_refusals
-BEGIN SELECT RAISE(ABORT, 'the refusal log is append-only'); END;
-CREATE TABLE IF NOT EXISTS risk_access_log (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at         TEXT NOT NULL,
-    actor      TEXT NOT NULL,
-    action     TEXT NOT NULL,
-    originator TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    label      TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS risk_access_log_no_update BEFORE UPDATE ON risk_access_log
-BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS risk_access_log_no_delete BEFORE DELETE ON risk_access_log
-BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
-"""
 
 
 def _ts(moment: datetime) -> str:
@@ -207,8 +132,7 @@ def _sent(row: Sequence[Any]) -> Sent:
 class RiskStore:
     """The UB3 tables of the node's database."""
 
-    def __init__(self, database: SqliteDatabase, own: Administration) -> None:
-        database.ensure_schema(SCHEMA)
+    def __init__(self, database: Database, own: Administration) -> None:
         self.database = database
         self.own = own
 
@@ -281,9 +205,13 @@ class RiskStore:
             record.valid_until.isoformat() if isinstance(record, RiskInformation) else None
         )
         conn.execute(
-            "INSERT OR REPLACE INTO risk_received (originator, kind, reference, sender, "
+            "INSERT INTO risk_received (originator, kind, reference, sender, "
             "message_id, label, area, valid_until, received_at, retain_until, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (originator, kind, reference) DO UPDATE SET sender = excluded.sender, "
+            "message_id = excluded.message_id, label = excluded.label, area = excluded.area, "
+            "valid_until = excluded.valid_until, received_at = excluded.received_at, "
+            "retain_until = excluded.retain_until, payload = excluded.payload",
             (
                 record.originator.value, record.kind.value, record.reference, sender.value,
                 message_id, record.label.value, _area(record), valid_until, _ts(at),

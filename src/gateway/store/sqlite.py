@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import DeliveryError, GatewayError
+from gateway.store.database import Dialect, migrate_sqlite, sqlite_at_head
 
 T = TypeVar("T")
 Unit = Callable[[sqlite3.Connection], Any]
@@ -44,7 +45,13 @@ def run_ddl(ddl: str, conn: sqlite3.Connection) -> None:
 
 
 class SqliteDatabase:
-    """The embedded store: WAL journal, `synchronous=FULL` by default (durable on power loss)."""
+    """The embedded store: WAL journal, `synchronous=FULL` by default (durable on power loss).
+
+    Opening it brings the file to the head migration (gateway.store.migrations; skipped,
+    without loading Alembic, when it is there already); `migrate=False` opens it as it is.
+    """
+
+    dialect = Dialect.SQLITE
 
     def __init__(
         self,
@@ -54,6 +61,7 @@ class SqliteDatabase:
         synchronous: str = "FULL",
         max_batch: int = 512,
         uri: bool = False,
+        migrate: bool = True,
     ) -> None:
         """`uri`: `path` is an SQLite URI, e.g. ``file:/NAME?vfs=memdb`` (or
         ``file:NAME?mode=memory&cache=shared``) for an in-memory database the writer and every
@@ -63,6 +71,7 @@ class SqliteDatabase:
         self.path = str(path)
         self._uri = uri
         self._schemas = list(schemas)
+        self._migrate = migrate
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -137,6 +146,8 @@ class SqliteDatabase:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
+        if self._migrate and not sqlite_at_head(conn):
+            migrate_sqlite(self.path, uri=self._uri)
         for ddl in self._schemas:
             run_ddl(ddl, conn)
         return conn
@@ -144,7 +155,7 @@ class SqliteDatabase:
     def _run(self) -> None:
         try:
             conn = self._open()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error, or a migration that failed
             self._failure = exc
             self._ready.set()
             return
