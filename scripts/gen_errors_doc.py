@@ -172,6 +172,10 @@ ADVICE: dict[str, str] = {
 }
 
 
+# Generated code, and Alembic migration scripts (they run only inside Alembic's context).
+_NOT_IMPORTABLE = ("gateway._proto", "gateway.store.migrations")
+
+
 def collect_codes() -> dict[str, str]:
     """Every registered code and its summary, after importing all gateway modules."""
     sys.path.insert(0, str(ROOT / "src"))
@@ -180,7 +184,7 @@ def collect_codes() -> dict[str, str]:
 
     for module in pkgutil.walk_packages(gateway.__path__, "gateway."):
         name = module.name
-        if name.endswith("__main__") or name.startswith("gateway._proto"):
+        if name.endswith("__main__") or name.startswith(_NOT_IMPORTABLE):
             continue
         try:
             importlib.import_module(name)

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -51,6 +51,12 @@ from gateway.trust.loading import (
     crls_from_bytes,
 )
 from gateway.trust.store import AllowedSigner, PartnerTrust, TrustStore
+
+if TYPE_CHECKING:
+    from gateway.model.consignment import SourceMessage
+    from gateway.translate.eu_messages import SchemaPacks
+    from gateway.translate.ub2_pipeline import Ub2Pipeline
+    from gateway.translate.ub2_translate import MappingSpec
 
 log = logging.getLogger("gateway.config")
 _T = TypeVar("_T")
@@ -128,6 +134,7 @@ class GatewayConfig:
     delivery: DeliveryConfig = DeliveryConfig()
     metrics: MetricsConfig = MetricsConfig()
     log_format: LogFormat = LogFormat.TEXT  # [logging] format; gncgw serve --log-format wins
+    ub2: Ub2Config | None = None  # [ub2]: schema packs and mapping specs, loaded and checked
     # What the store opens (gateway.store.database.open_database): sqlite:////ABSOLUTE/PATH or
     # postgresql://USER@HOST:PORT/DB.
     store_url: str = field(kw_only=True)
@@ -266,7 +273,9 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-_TOP = ("gateway", "store", "listen", "intake", "delivery", "partners", "metrics", "logging")
+_TOP = (
+    "gateway", "store", "listen", "intake", "delivery", "partners", "metrics", "logging", "ub2",
+)  # fmt: skip
 _GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert")
 _STORE = ("url",)
 _LISTEN = ("grpc", "xml")
@@ -381,6 +390,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
     delivery_table = r.check_table(data.get("delivery"), "delivery", _DELIVERY, required=False)
     delivery = DeliveryConfig(poll_seconds=_poll_seconds(r, delivery_table))
     metrics, log_format = _operations(r, data)
+    ub2 = _ub2(r, data.get("ub2"))
 
     partners_value = data.get("partners")
     if partners_value is None:
@@ -420,6 +430,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
         delivery=delivery,
         metrics=metrics,
         log_format=log_format,
+        ub2=ub2,
         signing_identity=identity,
         tls_identity=tls_identity,
         trust=trust_store,
@@ -693,6 +704,81 @@ def _operations(r: _Reader, data: Mapping[str, Any]) -> tuple[MetricsConfig, Log
     except ValueError:
         r.fail("logging.format", f"{text!r} is not one of: text, json")
     return MetricsConfig(listen), log_format
+
+
+# --- [ub2]: UB2 schema packs and mapping specs --------------------------------------------------
+_UB2 = ("schema_packs", "mappings")
+_UB2_PACKS = ("ics_ens", "wco_dm")
+UB2_MAPPINGS = Path("adapters") / "mappings"
+
+
+@dataclass(frozen=True)
+class Ub2Config:
+    """`[ub2]`: the official schema packs EU messages are validated against, and the mapping
+    specs that translate them; both loaded and checked when the configuration is read, so a
+    gateway with a broken pack does not start (UB2_SCHEMA_PACK_INVALID, file and reason)."""
+
+    ics_ens: Path | None  # schema_packs.ics_ens: CC315A / CC313A v11.2
+    wco_dm: Path | None  # schema_packs.wco_dm: WCO DM 3.6 DEC-DMS
+    mappings: Path  # the directory of the UB2 mapping specs
+    packs: SchemaPacks = field(repr=False, compare=False, kw_only=True)
+    specs: Mapping[SourceMessage, MappingSpec] = field(repr=False, compare=False, kw_only=True)
+
+    def pipeline(self) -> Ub2Pipeline:
+        from gateway.translate.ub2_pipeline import Ub2Pipeline
+
+        return Ub2Pipeline(self.packs, self.specs)
+
+
+def default_ub2_mappings(config_dir: Path | None = None) -> Path:
+    """adapters/mappings beside the configuration if there is one, else the source tree's."""
+    source_tree = Path(__file__).resolve().parents[2] / UB2_MAPPINGS
+    if config_dir is not None and (config_dir / UB2_MAPPINGS).is_dir():
+        return config_dir / UB2_MAPPINGS
+    return source_tree
+
+
+def _ub2(r: _Reader, value: Any) -> Ub2Config | None:
+    """Loads the packs (each checked on its own, so an error names its key) and the specs;
+    their errors keep their UB2_* code and gain the config key."""
+    if value is None:
+        return None
+    from gateway.translate.eu_messages import load_schema_packs
+    from gateway.translate.ub2_translate import load_mapping_specs
+
+    table = r.check_table(value, "ub2", _UB2)
+    packs_table = r.check_table(
+        table.get("schema_packs"), "ub2.schema_packs", _UB2_PACKS, required=False
+    )
+    dirs: dict[str, Path | None] = {}
+    for name in _UB2_PACKS:
+        text = r.string(packs_table, "ub2.schema_packs", name, required=False)
+        dirs[name] = (r.base / text).resolve() if text else None
+        if dirs[name] is None:
+            continue
+        key = f"ub2.schema_packs.{name}"
+        pair = (dirs[name], None) if name == "ics_ens" else (None, dirs[name])
+        checked = _ub2_wrap(key, partial(load_schema_packs, *pair))
+        dirs[name] = checked.ics_ens if name == "ics_ens" else checked.wco_dm
+    text = r.string(table, "ub2", "mappings", required=False)
+    mappings = (r.base / text).resolve() if text else default_ub2_mappings(r.base)
+    specs = _ub2_wrap("ub2.mappings", lambda: load_mapping_specs(mappings))
+    return Ub2Config(
+        dirs["ics_ens"],
+        dirs["wco_dm"],
+        mappings,
+        packs=_ub2_wrap("ub2.schema_packs", lambda: load_schema_packs(*dirs.values())),
+        specs=specs,
+    )
+
+
+def _ub2_wrap(key: str, action: Callable[[], _T]) -> _T:
+    try:
+        return action()
+    except GatewayError as error:
+        raise type(error)(
+            f"config error: {key}: {error.message}", code=error.code, location=error.location
+        ) from None
 
 
 def _poll_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
