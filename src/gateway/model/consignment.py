@@ -11,7 +11,8 @@ value is *reported* with its source path, never silently dropped or "corrected".
 of the source element it came from, so an error found on the record points at the EU message.
 It is provenance, not data: it takes no part in equality and does not travel to the partner.
 
-WCO IDs of each field are named in comments (and in translate/schemas/ub2-transaction.xsd).
+The WCO ID of each field, as the WCO DM 3.6 DEC-DMS schema annotations give it (several where the
+role selects the WCO class), is in translate/schemas/ub2-transaction.xsd, the one place it is kept.
 """
 
 from __future__ import annotations
@@ -51,33 +52,33 @@ class SourceMessage(StrEnum):
 
 
 class PartyRole(StrEnum):
-    CONSIGNOR = "CONSIGNOR"  # WCO R021 name, R022 id
-    CONSIGNEE = "CONSIGNEE"  # R014 name, R015 id
-    NOTIFY_PARTY = "NOTIFY_PARTY"  # R055 name, R056 id
-    CARRIER = "CARRIER"  # R011 name, R012 id
-    DECLARANT = "DECLARANT"  # R030 name, R031 id (WCO: declarant)
-    REPRESENTATIVE = "REPRESENTATIVE"  # R051 name, R052 id (agent)
-    EXPORTER = "EXPORTER"  # R031 name, R032 id
-    IMPORTER = "IMPORTER"  # R038 name, R040 id
-    PERSON_LODGING = "PERSON_LODGING"  # ENS lodger (submitter): R030 family
-    BUYER = "BUYER"  # R035 name, R036 id
-    SELLER = "SELLER"  # R042 name, R043 id
-    AUTHORISATION_HOLDER = "AUTHORISATION_HOLDER"  # R144 id, R145 category
-    AEO_MUTUAL_RECOGNITION = "AEO_MUTUAL_RECOGNITION"  # R143 id, R005 role code as category
+    CONSIGNOR = "CONSIGNOR"
+    CONSIGNEE = "CONSIGNEE"
+    NOTIFY_PARTY = "NOTIFY_PARTY"
+    CARRIER = "CARRIER"
+    DECLARANT = "DECLARANT"
+    REPRESENTATIVE = "REPRESENTATIVE"  # the agent in WCO DM terms
+    EXPORTER = "EXPORTER"
+    IMPORTER = "IMPORTER"
+    PERSON_LODGING = "PERSON_LODGING"  # ENS lodger (submitter)
+    BUYER = "BUYER"
+    SELLER = "SELLER"
+    AUTHORISATION_HOLDER = "AUTHORISATION_HOLDER"
+    AEO_MUTUAL_RECOGNITION = "AEO_MUTUAL_RECOGNITION"  # role code as category
 
 
 class TransportRole(StrEnum):
-    BORDER = "BORDER"  # active means crossing the border: T005 mode, T006 id, T014 nationality
-    DEPARTURE = "DEPARTURE"  # means at departure/arrival: T019 mode, T023 id
+    BORDER = "BORDER"  # active means crossing the border: mode, id, nationality
+    DEPARTURE = "DEPARTURE"  # means at departure/arrival: mode, id
     ARRIVAL = "ARRIVAL"
     ITEM = "ITEM"  # means named on one goods item (ENS)
 
 
 class OfficeRole(StrEnum):
-    FIRST_ENTRY = "FIRST_ENTRY"  # ENS office of first entry (G041)
+    FIRST_ENTRY = "FIRST_ENTRY"  # ENS office of first entry
     SUBSEQUENT_ENTRY = "SUBSEQUENT_ENTRY"
     LODGEMENT = "LODGEMENT"  # office of lodgement
-    EXIT = "EXIT"  # export office of exit (G005)
+    EXIT = "EXIT"  # export office of exit
     EXPORT = "EXPORT"  # office where the export declaration is lodged
     SUPERVISING = "SUPERVISING"
     PRESENTATION = "PRESENTATION"
@@ -85,10 +86,10 @@ class OfficeRole(StrEnum):
 
 @dataclass(frozen=True)
 class Address:
-    street: str | None = None  # WCO 241 street and number
-    city: str | None = None  # 242
-    postcode: str | None = None  # 243
-    country: str | None = None  # 244 (ISO 3166-1 alpha-2 as declared)
+    street: str | None = None  # street and number
+    city: str | None = None
+    postcode: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2 as declared
 
 
 @dataclass(frozen=True)
@@ -97,34 +98,34 @@ class Party:
     name: str | None = None
     identifier: str | None = None  # EORI, TIN, ...
     address: Address | None = None
-    category: str | None = None  # e.g. authorisation type (R145), representative status
+    category: str | None = None  # e.g. authorisation type, representative status
 
 
 @dataclass(frozen=True)
 class Package:
-    kind: str | None = None  # UN/ECE Rec 21 package type (141)
-    quantity: int | None = None  # number of packages (144)
+    kind: str | None = None  # UN/ECE Rec 21 package type
+    quantity: int | None = None  # number of packages
     pieces: int | None = None  # number of pieces (ENS)
-    marks: str | None = None  # shipping marks (142)
+    marks: str | None = None  # shipping marks
 
 
 @dataclass(frozen=True)
 class Document:
-    type_code: str | None = None  # D013 document type
-    reference: str | None = None  # D005 reference number
+    type_code: str | None = None  # document type
+    reference: str | None = None  # reference number
     category: str | None = None  # DEC-DMS additional document category
     name: str | None = None
-    line: int | None = None  # 171 line number in a previous document (DEC-DMS)
+    line: int | None = None  # line number in a previous document (DEC-DMS)
 
 
 @dataclass(frozen=True)
 class TransportMeans:
     role: TransportRole
-    mode: str | None = None  # UN/ECE Rec 19 (T005 border, T019 inland)
-    identifier: str | None = None  # T006 / T023
-    identification_type: str | None = None  # T007
-    nationality: str | None = None  # T014 (ISO 3166-1 alpha-2)
-    conveyance_reference: str | None = None  # T009 journey / conveyance reference
+    mode: str | None = None  # UN/ECE Recommendation 19
+    identifier: str | None = None
+    identification_type: str | None = None
+    nationality: str | None = None  # ISO 3166-1 alpha-2
+    conveyance_reference: str | None = None  # journey / conveyance reference
 
 
 @dataclass(frozen=True)
@@ -135,32 +136,32 @@ class CustomsOffice:
 
 @dataclass(frozen=True)
 class GoodsItem:
-    sequence: int  # 006 goods item number
-    description: str | None = None  # 137
-    commodity_code: str | None = None  # 145 (HS/CN/TARIC as declared)
-    gross_mass: Decimal | None = None  # 126 (kg)
-    net_mass: Decimal | None = None  # 128 (kg)
+    sequence: int  # goods item number
+    description: str | None = None
+    commodity_code: str | None = None  # HS/CN/TARIC as declared
+    gross_mass: Decimal | None = None  # kg
+    net_mass: Decimal | None = None  # kg
     packages: tuple[Package, ...] = ()
-    containers: tuple[str, ...] = ()  # 159 equipment identification (ISO 6346 where a container)
-    dangerous_goods_code: str | None = None  # 065 UN dangerous goods number
+    containers: tuple[str, ...] = ()  # equipment identification (ISO 6346 where a container)
+    dangerous_goods_code: str | None = None  # UN dangerous goods number
     documents: tuple[Document, ...] = ()
     parties: tuple[Party, ...] = ()  # parties named on this item only
     transports: tuple[TransportMeans, ...] = ()
-    place_of_loading: str | None = None  # L067 (UN/LOCODE or free text as declared)
-    place_of_unloading: str | None = None  # L068
-    origin_country: str | None = None  # 063 (DEC-DMS: non-preferential origin, DE 5/15)
+    place_of_loading: str | None = None  # UN/LOCODE or free text as declared
+    place_of_unloading: str | None = None
+    origin_country: str | None = None  # DEC-DMS: non-preferential origin, DE 5/15
     procedure: str | None = None  # DEC-DMS requested + previous procedure (G...)
-    statistical_value: Decimal | None = None  # 114
+    statistical_value: Decimal | None = None
     additional_codes: tuple[str, ...] = ()  # special mentions / additional information codes
     commercial_reference: str | None = None  # ENS item commercial reference (UCR of the item)
-    transport_charges_payment: str | None = None  # 098 method of payment for transport charges
-    previous_documents: tuple[Document, ...] = ()  # DEC-DMS previous documents (99A)
-    previous_procedure: str | None = None  # 161 previous procedure (with `procedure`: DE 1/10)
-    additional_procedures: tuple[str, ...] = ()  # 166 additional procedure codes (DE 1/11)
+    transport_charges_payment: str | None = None  # method of payment for transport charges
+    previous_documents: tuple[Document, ...] = ()  # DEC-DMS previous documents
+    previous_procedure: str | None = None  # previous procedure (with `procedure`: DE 1/10)
+    additional_procedures: tuple[str, ...] = ()  # additional procedure codes (DE 1/11)
     statistical_value_currency: str | None = None  # currency of `statistical_value`
-    export_country: str | None = None  # 062 on the item (DEC-DMS import)
-    destination_country: str | None = None  # 465 on the item (DEC-DMS export)
-    preferential_origin_country: str | None = None  # 063 of the preferential origin (DE 5/16)
+    export_country: str | None = None  # on the item (DEC-DMS import)
+    destination_country: str | None = None  # on the item (DEC-DMS export)
+    preferential_origin_country: str | None = None  # of the preferential origin (DE 5/16)
 
 
 @dataclass(frozen=True)
@@ -168,39 +169,39 @@ class Consignment:
     """One transaction: what the partner needs to assess the consignment before arrival."""
 
     source: SourceMessage
-    reference: str  # LRN / functional reference (D026); the transaction's key on both sides
+    reference: str  # LRN / functional reference; the transaction's key on both sides
     mrn: str | None = None  # movement reference number, when the EU side has issued one
-    declaration_type: str | None = None  # D011 type code (EX, IM, ...; ENS: entry summary)
-    function_code: str | None = None  # 017 (9 original, 13 request, ... / ENS amendment)
-    declared_at: datetime | None = None  # 023-family date/time the declarant gave
+    declaration_type: str | None = None  # type code (EX, IM, ...; ENS: entry summary)
+    function_code: str | None = None  # 9 original, 13 request, ... / ENS amendment
+    declared_at: datetime | None = None  # date/time the declarant gave
     specific_circumstance: str | None = None  # ENS specific circumstance indicator
-    commercial_reference: str | None = None  # D026 UCR / commercial reference
-    transport_document: str | None = None  # D025 (e.g. bill of lading)
+    commercial_reference: str | None = None  # UCR / commercial reference
+    transport_document: str | None = None  # e.g. bill of lading
     parties: tuple[Party, ...] = ()
     transports: tuple[TransportMeans, ...] = ()
     offices: tuple[CustomsOffice, ...] = ()
-    place_of_loading: str | None = None  # L067
-    place_of_unloading: str | None = None  # L068
-    goods_location: str | None = None  # L010
-    export_country: str | None = None  # 062 country of dispatch/export
-    destination_country: str | None = None  # 014
-    routing_countries: tuple[str, ...] = ()  # 064 itinerary
-    seals: tuple[str, ...] = ()  # T027 seal numbers
-    total_items: int | None = None  # 146 as declared
-    total_packages: int | None = None  # 144 as declared
-    total_gross_mass: Decimal | None = None  # 131 as declared
-    invoice_amount: Decimal | None = None  # 109
-    invoice_currency: str | None = None  # 135
+    place_of_loading: str | None = None
+    place_of_unloading: str | None = None
+    goods_location: str | None = None
+    export_country: str | None = None  # country of dispatch/export
+    destination_country: str | None = None
+    routing_countries: tuple[str, ...] = ()  # itinerary
+    seals: tuple[str, ...] = ()  # seal numbers
+    total_items: int | None = None  # as declared
+    total_packages: int | None = None  # as declared
+    total_gross_mass: Decimal | None = None  # as declared
+    invoice_amount: Decimal | None = None
+    invoice_currency: str | None = None
     goods_items: tuple[GoodsItem, ...] = ()
     # Added for the mapping specs (adapters/mappings): values EU messages carry that had no home.
     declaration_place: str | None = None  # ENS place of declaration / of amendment (as declared)
-    accepted_at: datetime | None = None  # 023 acceptance date (DEC-DMS)
+    accepted_at: datetime | None = None  # acceptance date (DEC-DMS)
     expected_arrival: datetime | None = None  # ENS expected date of arrival at first entry
-    transport_charges_payment: str | None = None  # 098 method of payment for transport charges
-    containers: tuple[str, ...] = ()  # 159 equipment named for the whole consignment (DEC-DMS)
-    documents: tuple[Document, ...] = ()  # declaration-level additional documents (02A)
-    previous_documents: tuple[Document, ...] = ()  # declaration-level previous documents (99A)
-    additional_codes: tuple[str, ...] = ()  # 226 declaration-level additional information codes
+    transport_charges_payment: str | None = None  # method of payment for transport charges
+    containers: tuple[str, ...] = ()  # equipment named for the whole consignment (DEC-DMS)
+    documents: tuple[Document, ...] = ()  # declaration-level additional documents
+    previous_documents: tuple[Document, ...] = ()  # declaration-level previous documents
+    additional_codes: tuple[str, ...] = ()  # declaration-level additional information codes
     source_paths: Mapping[str, str] = field(
         default_factory=lambda: _NO_PATHS, compare=False, repr=False
     )
