@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 # Modules that define `register(subparsers)`; a module missing from a partial install is skipped.
 _COMMAND_MODULES = (
     "certs", "envelope", "send", "serve", "outbox", "log", "aeo", "risk", "conformance", "partner",
+    "ub2",
 )  # fmt: skip
 
 

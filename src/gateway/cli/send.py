@@ -1,5 +1,9 @@
 """gncgw send: seal a payload for a partner, deliver it over the partner's binding, and show
-the partner's verified receipt."""
+the partner's verified receipt.
+
+Without ``--ub`` and ``--type`` the payload is an EU message (CC315A, CC313A, DEC-DMS) and takes
+the UB2 path (gateway.cli.ub2.send_eu_message): translated, checked against code lists and the
+partner's lanes, sealed and queued in one unit, then delivered now."""
 
 from __future__ import annotations
 
@@ -34,6 +38,14 @@ def describe_receipt(verified: VerifiedReceipt) -> str:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
+    if args.ub is None and args.type is None:
+        from gateway.cli.ub2 import send_eu_message
+
+        return send_eu_message(args)
+    if args.ub is None or args.type is None:
+        print("usage error: give both --ub and --type (or neither, for an EU message)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     config = load_config(Path(args.config))
     receiver = parse_administration(args.receiver, "receiver")
     payload = read_input(args.payload)
@@ -66,4 +78,7 @@ def register(subparsers: Any) -> None:
     send.add_argument("payload", help="payload file ('-' for stdin)")
     send.add_argument("--config", required=True, help="this gateway's TOML configuration")
     add_header_options(send)
+    for action in send._actions:  # optional here: without them the payload is an EU message
+        if action.dest in ("ub", "type"):
+            action.required = False
     send.set_defaults(func=_cmd_send)

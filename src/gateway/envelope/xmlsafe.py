@@ -13,6 +13,22 @@ the parser is locked down in layers:
    arrive, so an element flood is stopped after the limit, not after building the whole tree;
 5. after the parse, the DOCTYPE check is repeated on what libxml2 actually saw.
 
+Step 4 costs a Python loop over every element, several times libxml2's own parse, so a document
+that *cannot* exceed the element limit takes a fast path (``_parse_at_once``): the same
+locked-down parser run in one piece, then the depth limit and the PI ban checked on the finished
+tree in C (XPath probes). Why this refuses exactly what the pull parser refuses:
+
+- entities are never expanded (no DTD can be declared: steps 2 and 5, and libxml2 substitutes
+  nothing), so every element of the tree is literal markup in the bytes, and the shortest
+  element, ``<a/>``, takes 4 bytes (more in UTF-16; UTF-32 and EBCDIC are refused). A document
+  of at most ``4 * max_elements`` bytes therefore holds at most ``max_elements`` elements: the
+  count the pull parser checks cannot be exceeded, and the tree built is no bigger than the one
+  the pull parser would have built;
+- the fast path only ever *accepts*: on any syntax error, an element deeper than ``max_depth``
+  or a refused processing instruction, the document is handed to the pull parser, which
+  reports it exactly as before (same code, same location, same first error in document order);
+- nesting is bounded in the meantime by libxml2 itself (256 levels without huge-tree mode).
+
 Processing instructions are refused unless the caller allows them; comments can be dropped at
 parse time (the exclusive C14N used by signatures ignores them, so dropping them changes no
 digest, and readers then never see text split by a comment).
@@ -21,6 +37,8 @@ digest, and readers then never see text split by a comment).
 from __future__ import annotations
 
 import re
+import threading
+from functools import cache
 from typing import Literal
 
 from lxml import etree
@@ -228,6 +246,33 @@ def parse_xml(
             f"document of {len(data)} bytes exceeds the limit of {max_bytes}", code=XML_TOO_LARGE
         )
     _check_prolog(data)
+    if len(data) <= 4 * max_elements:
+        fast = _parse_at_once(
+            data,
+            max_depth=max_depth,
+            allow_processing_instructions=allow_processing_instructions,
+            remove_comments=remove_comments,
+        )
+        if fast is not None:
+            return fast
+    return _parse_pulled(
+        data,
+        max_depth=max_depth,
+        max_elements=max_elements,
+        allow_processing_instructions=allow_processing_instructions,
+        remove_comments=remove_comments,
+    )
+
+
+def _parse_pulled(
+    data: bytes,
+    *,
+    max_depth: int,
+    max_elements: int,
+    allow_processing_instructions: bool,
+    remove_comments: bool,
+) -> etree._Element:
+    """The pull parser, counting elements and depth as they arrive (after the prolog check)."""
     parser = _new_pull_parser(
         remove_comments=remove_comments, pis_allowed=allow_processing_instructions
     )
@@ -281,3 +326,44 @@ def _refuse_doctype(element: etree._Element) -> None:
             code=XML_DTD,
             location="prolog",
         )
+
+
+_PARSERS = threading.local()  # lxml parsers must not be shared between threads
+
+
+def _shared_parser(*, remove_comments: bool) -> etree.XMLParser:
+    parsers: dict[bool, etree.XMLParser] | None = getattr(_PARSERS, "parsers", None)
+    if parsers is None:
+        parsers = _PARSERS.parsers = {}
+    parser = parsers.get(remove_comments)
+    if parser is None:
+        parser = parsers[remove_comments] = _new_parser(remove_comments=remove_comments)
+    return parser
+
+
+@cache
+def _deeper_than(max_depth: int) -> etree.XPath:
+    """True when some element stands at depth ``max_depth + 1`` (the root is depth 1)."""
+    return etree.XPath("boolean(/*" + "/*" * max_depth + ")")
+
+
+_ANY_PI = etree.XPath("boolean(//processing-instruction())")
+
+
+def _parse_at_once(
+    data: bytes, *, max_depth: int, allow_processing_instructions: bool, remove_comments: bool
+) -> etree._Element | None:
+    """The fast path (see the module docstring): the root, or None to take the pull parser.
+
+    Only for documents whose length bounds their element count within the limit.
+    """
+    try:
+        root = etree.fromstring(data, _shared_parser(remove_comments=remove_comments))
+    except etree.XMLSyntaxError:
+        return None
+    _refuse_doctype(root)
+    if _deeper_than(max_depth)(root):
+        return None
+    if not allow_processing_instructions and _ANY_PI(root):
+        return None
+    return root
