@@ -26,10 +26,14 @@ from gateway.config import load_config
 from gateway.envelope.opened import Binding, new_header
 from gateway.model.aeo import AeoStatus
 from gateway.model.codes import Administration, UtilityBlock
+from gateway.model.control_result import ControlOutcome, ControlResult, ControlType, SealCheck
+from gateway.model.header import utc_now
 from gateway.node import seal_envelope
 from gateway.store.aeo_store import AeoStore
 from gateway.store.sqlite import SqliteDatabase
+from gateway.store.transaction_store import TransactionStore
 from gateway.testpki import init_test_pki
+from gateway.translate import ub2_exchange
 from gateway.translate.eos_aeo import ExportKind, load_mapping_spec, write_eos_xml
 from gateway.translate.sample_aeo import generate_eos_export
 from gateway.transport.links import open_link
@@ -37,6 +41,11 @@ from gateway.transport.links import open_link
 CLI = [sys.executable, "-m", "gateway.cli"]
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
 US_PROFILE = ADAPTERS / "partners" / "us.toml"
+CN_PROFILE = ADAPTERS / "partners" / "cn.toml"
+# The official ICS / WCO DM schemas and samples (../shared/data beside the repository): read
+# from there, never copied. Without them the UB2 step is skipped, and says why.
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+UB2_REFERENCE = "NL25ENS000000001"
 MAPPING = ADAPTERS / "mappings" / "eos-aeo.toml"
 AEO_COUNT = 300
 
@@ -54,6 +63,7 @@ def _config(
     binding: str,
     endpoint: str,
     profile: Path | None = None,
+    extra: str = "",
 ) -> str:
     profile_line = f'profile = "{profile}"\n' if profile else ""
     return f"""# {admin} gateway, written by the demo
@@ -80,7 +90,7 @@ crl = "pki/{partner}/crl.pem"
 {profile_line}
 [delivery]
 poll_seconds = 0.2
-"""
+{extra}"""
 
 
 class Demo:
@@ -88,6 +98,7 @@ class Demo:
         self.base = base
         self.failures: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.ub2_data = SHARED_DATA.is_dir()  # the UB2 step needs the official schemas
 
     # -- output --------------------------------------------------------------------------------
     @staticmethod
@@ -110,21 +121,32 @@ class Demo:
     # -- the gateways --------------------------------------------------------------------------
     def setup(self) -> None:
         self.step("Test PKI: a root CA per administration, signing and TLS certificates")
-        init_test_pki(self.base / "pki", ("EU", "US"))
+        admins = ("EU", "US", "CN") if self.ub2_data else ("EU", "US")
+        init_test_pki(self.base / "pki", admins)
         print(f"   written under {self.base / 'pki'} (test keys only)")
-        ports = {name: _free_port() for name in ("EU-grpc", "EU-xml", "US-grpc", "US-xml")}
-        (self.base / "eu").mkdir()
-        (self.base / "us").mkdir()
+        ports = {f"{a}-{kind}": _free_port() for a in admins for kind in ("grpc", "xml")}
+        for admin in admins:
+            (self.base / admin.lower()).mkdir()
         (self.base / "eu.toml").write_text(
-            _config("EU", "US", ports, "grpc", f"127.0.0.1:{ports['US-grpc']}", US_PROFILE)
-        )
+            _config(
+                "EU", "US", ports, "grpc", f"127.0.0.1:{ports['US-grpc']}", US_PROFILE,
+                _eu_ub2(ports) if self.ub2_data else "",
+            )
+        )  # fmt: skip
+        if self.ub2_data:
+            (self.base / "cn.toml").write_text(
+                _config("CN", "EU", ports, "grpc", f"127.0.0.1:{ports['EU-grpc']}")
+            )
         (self.base / "us.toml").write_text(
             _config(
                 "US", "EU", ports, "xml", f"https://127.0.0.1:{ports['EU-xml']}/gnc/v1/envelopes"
             )
         )
-        self.step("Starting the EU and US gateways (gncgw serve), each with gRPC and XML listeners")
-        for admin in ("eu", "us"):
+        self.step(
+            f"Starting the {', '.join(admins)} gateways (gncgw serve), each with gRPC and XML "
+            "listeners"
+        )
+        for admin in (a.lower() for a in admins):
             log = (self.base / f"{admin}.log").open("wb")
             process = subprocess.Popen(
                 [*CLI, "serve", "--config", f"{admin}.toml"],
@@ -133,17 +155,14 @@ class Demo:
                 stderr=subprocess.STDOUT,
             )
             self.processes.append(process)
-        for admin, port in (
-            ("EU", ports["EU-grpc"]),
-            ("EU", ports["EU-xml"]),
-            ("US", ports["US-grpc"]),
-            ("US", ports["US-xml"]),
-        ):
-            self._wait_port(port, admin)
-        print(
-            f"   EU: gRPC 127.0.0.1:{ports['EU-grpc']}, XML https://127.0.0.1:{ports['EU-xml']}\n"
-            f"   US: gRPC 127.0.0.1:{ports['US-grpc']}, XML https://127.0.0.1:{ports['US-xml']}"
-        )
+        for admin in admins:
+            self._wait_port(ports[f"{admin}-grpc"], admin)
+            self._wait_port(ports[f"{admin}-xml"], admin)
+        for admin in admins:
+            print(
+                f"   {admin}: gRPC 127.0.0.1:{ports[f'{admin}-grpc']}, "
+                f"XML https://127.0.0.1:{ports[f'{admin}-xml']}"
+            )
 
     def _wait_port(self, port: int, admin: str) -> None:
         deadline = time.monotonic() + 30
@@ -413,6 +432,130 @@ class Demo:
             and _digests(eu_view.stdout) == _digests(us_view.stdout) != [],
         )
 
+    # -- UB2: transaction data (EU-China SSTL) and control results -----------------------------
+    def ub2(self) -> None:
+        self.step("UB2: an ICS entry summary declaration (CC315A) to CN on an SSTL lane")
+        if not self.ub2_data:
+            print(
+                f"   skipped: the official ICS / WCO DM schemas and samples are not present at "
+                f"{SHARED_DATA}\n   (the gateway validates EU messages against them and the "
+                "project never copies them into the repository; not a failure)"
+            )
+            return
+        sample = SHARED_DATA / "ics-ens" / "examples" / "CC315A-schemaValidSample-v11-2.xml"
+        (self.base / "cc315a-official-sample.xml").write_bytes(sample.read_bytes())
+        print(
+            f"   {sample.name} is schema-valid but its codes are placeholders ('EN' for a "
+            "country, 'ABC123' for ports and a container): sent as is, it is refused"
+        )
+        done = self.run_cli(
+            "send", "--to", "CN", "cc315a-official-sample.xml", "--config", "eu.toml"
+        )
+        self.expect(
+            "the placeholder codes are refused with their XPaths, nothing sent",
+            done.returncode == 1
+            and "UB2_COUNTRY_INVALID" in done.stderr
+            and "nothing was sent to CN" in done.stderr,
+        )
+        print(
+            "   so the demo edits the sample in memory: reference "
+            f"{UB2_REFERENCE}, ports CNSHA -> NLRTM (the Shanghai-Rotterdam lane of\n"
+            "   adapters/partners/cn.toml), consignor and consignee NL810000001 (a participating "
+            "operator: an ENS TIN\n   is an..17, so the lane's 18-character CN operator id "
+            "cannot appear), real country, office,\n   commodity, package and container codes"
+        )
+        (self.base / "cc315a-sstl.xml").write_bytes(_on_demo_lane(sample.read_bytes()))
+        done = self.run_cli("validate", "cc315a-sstl.xml", "--config", "eu.toml")
+        self.expect("the edited message is schema-valid and every code is on its list",
+                    done.returncode == 0)  # fmt: skip
+        done = self.run_cli("send", "--to", "CN", "cc315a-sstl.xml", "--config", "eu.toml")
+        self.expect(
+            "translated, on lane Shanghai-Rotterdam, sealed and accepted by CN (signed receipt)",
+            done.returncode == 0
+            and "on lane Shanghai-Rotterdam" in done.stdout
+            and "ACCEPTED" in done.stdout,
+        )
+        cn_store = TransactionStore(
+            SqliteDatabase(self.base / "cn" / "inbox.db"), Administration.CN
+        )
+        received = cn_store.received(Administration.EU, reference=UB2_REFERENCE)
+        self.expect(f"CN stored transaction {UB2_REFERENCE}", len(received) == 1)
+        if not received:
+            return
+        record = received[0].record
+        print(
+            f"   CN holds {record.source.value} {record.reference}: {len(record.goods_items)} "
+            f"goods item(s), {record.place_of_loading} -> {record.place_of_unloading}, "
+            f"containers {', '.join(c for i in record.goods_items for c in i.containers)}"
+        )
+
+        self.step("UB2: CN answers with a control result; the EU reads it as a DMS notification")
+        result = ControlResult(
+            reference="CNSHA-CTL-0001",
+            transaction_reference=UB2_REFERENCE,
+            transaction_message_id=received[0].message_id,
+            controlling_administration=Administration.CN,
+            controlled_at=utc_now().replace(microsecond=0),
+            control_types=(ControlType.NON_INTRUSIVE, ControlType.SEAL_CHECK),
+            outcome=ControlOutcome.SATISFACTORY,
+            seals=(SealCheck("SH0012345", True, "CSQU3054383"),),
+        )
+        (self.base / "control-result.json").write_text(ub2_exchange.to_json(result))
+        done = self.run_cli(
+            "ub2", "send-control-result", "control-result.json", "--to", "EU", "--config",
+            "cn.toml",
+        )  # fmt: skip
+        self.expect("the EU accepted CN's control result (signed receipt)",
+                    done.returncode == 0 and "ACCEPTED" in done.stdout)  # fmt: skip
+        done = self.run_cli("ub2", "control-results", UB2_REFERENCE, "--config", "eu.toml")
+        self.expect(
+            "the EU holds it with its transaction and prints it as a DMS Response (function 07)",
+            done.returncode == 0
+            and "<FunctionCode>07</FunctionCode>" in done.stdout
+            and "SATISFACTORY" in done.stdout,
+        )
+
+
+def _eu_ub2(ports: dict[str, int]) -> str:
+    """The EU gateway's CN partner (profile cn.toml: UB1 and the SSTL lanes) and its [ub2]."""
+    return f"""
+[[partners]]
+administration = "CN"
+binding = "grpc"
+endpoint = "127.0.0.1:{ports["CN-grpc"]}"
+ca = "pki/CN/ca.pem"
+crl = "pki/CN/crl.pem"
+profile = "{CN_PROFILE}"
+
+[ub2]
+schema_packs.ics_ens = "{SHARED_DATA / "ics-ens" / "xsds"}"
+schema_packs.wco_dm = "{SHARED_DATA / "wco-dm-cds" / "schemas"}"
+"""
+
+
+def _on_demo_lane(data: bytes) -> bytes:
+    """The official CC315A sample with real codes, on the Shanghai-Rotterdam demo lane."""
+    from lxml import etree
+
+    document = etree.fromstring(data)
+    values = {
+        "RefNumHEA4": UB2_REFERENCE, "TraModAtBorHEA76": "1",
+        "PlaLoaGOOITE334": "CNSHA", "PlaLoaGOOITE333": "CNSHA",
+        "PlaUnlGOOITE334": "NLRTM", "PlaUnlGOOITE333": "NLRTM",
+        "TINCO159": "NL810000001", "TINCO259": "NL810000001",
+        "TINCE159": "NL810000001", "TINCE259": "NL810000001",
+        "RefNumCOL1": "NL000396", "RefNumCUSOFFFENT731": "NL000396",
+        "RefNumSUBENR909": "NL000396", "ComNomCMD1": "846230", "KinOfPacGS23": "CS",
+        "ConNumNR21": "CSQU3054383",
+    }  # fmt: skip
+    for element in document.iter("*"):
+        local = etree.QName(element).localname
+        if local in values:
+            element.text = values[local]
+        elif element.text == "EN" and not local.endswith("LNG"):
+            element.text = "CN" if local in ("CouCO125", "CouCO225") else "NL"
+    return bytes(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+
 
 def _digests(summary_output: str) -> list[str]:
     """The per-status lines (status, count, digest) of `gncgw aeo summary`."""
@@ -432,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.exchanges()
         demo.stores()
         demo.aeo()
+        demo.ub2()
     finally:
         demo.stop()
     print()

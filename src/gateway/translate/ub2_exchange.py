@@ -705,6 +705,7 @@ class _Slot:
     close: str
     empty: str  # a message element with nothing set inside
     plan: tuple[_Slot, ...] = ()  # kind "message": the plan of the message inside
+    text: Callable[[Any], str] = str  # a scalar's element text (raises _CannotTravel)
 
 
 _SCALAR_KINDS = ("text", "enum", "int", "decimal", "datetime", "bool")
@@ -739,80 +740,124 @@ def _plan(descriptor: Any) -> tuple[_Slot, ...]:
                 f"</{name}>",
                 f"<{name}/>",
                 plan,
+                _TEXT_OF.get(kind, str),
             )
         )
     return tuple(slots)
 
 
-_ESCAPE = re.compile(r"[&<>\r]")
 # Characters outside XML 1.0's Char production cannot be written at all (not even escaped).
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# One search finds both what needs escaping and what cannot be written.
+_SPECIAL = re.compile("[&<>\r]|[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _escaped(text: str) -> str:
     """Text content as libxml2 writes it (``\\r`` as a reference, so it survives parsing)."""
-    if _ESCAPE.search(text) is None:
+    if _SPECIAL.search(text) is None:
         return text
+    bad = _NOT_XML_CHAR.search(text)
+    if bad is not None:
+        raise _CannotTravel(
+            f"the character U+{ord(bad.group()):04X} cannot be written in XML (in {text!r})"
+        )
     return (
         text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
     )
 
 
-def _cannot_travel(value: object, what: str, where: str) -> TransactionError:
-    return TransactionError(
-        f"{value!r} is not {what}", code=UB2_VALUE_INVALID, location=where or "record"
-    )
+class _CannotTravel(Exception):
+    """A value the XML writer cannot write; the caller adds where it stands."""
 
 
-def _value_text(slot: _Slot, value: object, where: str) -> str:
-    kind = slot.kind
-    if kind == "text":
-        if not isinstance(value, str):
-            raise _cannot_travel(value, "text", where)
-        return _escaped(value)
-    if kind == "enum":
-        if not isinstance(value, Enum) or not isinstance(value.value, str):
-            raise _cannot_travel(value, "a code", where)
-        return _escaped(value.value)
-    if kind == "int":
-        if not isinstance(value, int) or value not in _INT64:
-            raise _cannot_travel(value, "a 64-bit integer", where)
-        return str(int(value))
-    if kind == "decimal":
-        return _decimal_text(value, where)  # type: ignore[arg-type]
-    if kind == "datetime":
-        return _datetime_text(value, where)  # type: ignore[arg-type]
+def _text_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _CannotTravel(f"{value!r} is not text")
+    return _escaped(value)
+
+
+def _enum_text(value: Any) -> str:
+    if not isinstance(value, Enum) or not isinstance(value.value, str):
+        raise _CannotTravel(f"{value!r} is not a code")
+    return _escaped(value.value)
+
+
+def _int_text(value: Any) -> str:
+    if not isinstance(value, int) or value not in _INT64:
+        raise _CannotTravel(f"{value!r} is not a 64-bit integer")
+    return str(int(value))
+
+
+def _decimal_xml(value: Any) -> str:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise _CannotTravel(f"{value!r} is not a finite decimal")
+    return format(value, "f")
+
+
+def _datetime_xml(value: Any) -> str:
+    if not isinstance(value, datetime):
+        raise _CannotTravel(f"{value!r} is not a date and time")
+    return _datetime_text(value, "")
+
+
+def _bool_text(value: Any) -> str:
     if not isinstance(value, bool):
-        raise _cannot_travel(value, "true or false", where)
+        raise _CannotTravel(f"{value!r} is not true or false")
     return "true" if value else "false"
 
 
+_TEXT_OF: Mapping[str, Callable[[Any], str]] = {
+    "text": _text_text,
+    "enum": _enum_text,
+    "int": _int_text,
+    "decimal": _decimal_xml,
+    "datetime": _datetime_xml,
+    "bool": _bool_text,
+}
+
+
 def _write(plan: tuple[_Slot, ...], record: object, out: list[str], where: str) -> None:
-    """Append the elements of ``record`` by ``plan`` to ``out``."""
+    """Append the elements of ``record`` by ``plan`` to ``out`` (``where``: its field path
+    and a dot, for errors only)."""
     for slot in plan:
         value = getattr(record, slot.attribute)
-        if slot.repeated:
-            for index, item in enumerate(value):
-                _write_one(slot, item, out, f"{where}{slot.attribute}[{index}]")
-        elif value is not None:
-            _write_one(slot, value, out, where + slot.attribute)
-        elif slot.required:
-            raise TransactionError(
-                f"{where}{slot.attribute} is required",
-                code=UB2_VALUE_INVALID,
-                location=where + slot.attribute,
-            )
+        if value is None:
+            if slot.required:
+                raise TransactionError(
+                    f"{where}{slot.attribute} is required",
+                    code=UB2_VALUE_INVALID,
+                    location=where + slot.attribute,
+                )
+            continue
+        if slot.plan:
+            if slot.repeated:
+                for index, item in enumerate(value):
+                    _write_message(slot, item, out, f"{where}{slot.attribute}[{index}].")
+            else:
+                _write_message(slot, value, out, f"{where}{slot.attribute}.")
+            continue
+        text, open_, close = slot.text, slot.open, slot.close
+        if not slot.repeated:
+            try:
+                out += (open_, text(value), close)
+            except _CannotTravel as exc:
+                raise _cannot_travel(exc, where + slot.attribute) from None
+            continue
+        for index, item in enumerate(value):
+            try:
+                out += (open_, text(item), close)
+            except _CannotTravel as exc:
+                raise _cannot_travel(exc, f"{where}{slot.attribute}[{index}]") from None
 
 
-def _write_one(slot: _Slot, value: object, out: list[str], where: str) -> None:
-    if slot.kind != "message":
-        out.append(slot.open)
-        out.append(_value_text(slot, value, where))
-        out.append(slot.close)
-        return
+def _cannot_travel(exc: _CannotTravel, location: str) -> TransactionError:
+    return TransactionError(str(exc), code=UB2_VALUE_INVALID, location=location)
+
+
+def _write_message(slot: _Slot, value: object, out: list[str], where: str) -> None:
     out.append(slot.open)
     mark = len(out)
-    _write(slot.plan, value, out, where + ".")
+    _write(slot.plan, value, out, where)
     if len(out) == mark:
         out[-1] = slot.empty
     else:
@@ -832,15 +877,7 @@ def _xml_bytes(record: Ub2Record) -> bytes:
     ]
     _write(_ROOT_PLANS[kind], record, out, "")
     out.append(f"</{kind.value}>")
-    text = "".join(out)
-    bad = _NOT_XML_CHAR.search(text)
-    if bad is not None:
-        raise TransactionError(
-            f"a value holds the character U+{ord(bad.group()):04X}, which XML cannot carry",
-            code=UB2_VALUE_INVALID,
-            location="record",
-        )
-    return text.encode("utf-8")
+    return "".join(out).encode("utf-8")
 
 
 @cache
