@@ -96,12 +96,9 @@ def trust_store(pki_root: Path, admins: Sequence[str]) -> TrustStore:
 def source_messages(count: int, offset: int = 0) -> list[bytes]:
     """``count`` distinct CC315A messages: the sample with its own LRN and references each."""
     template = etree.fromstring(SAMPLE.read_bytes())
-    namespace = etree.QName(template).namespace
-    lrn = template.find(f"{{{namespace}}}HEAHEA/RefNumHEA4")
+    lrn = template.find("HEAHEA/RefNumHEA4")  # the message's own elements are unqualified
     references = [
-        e
-        for tag in ("ComRefNumHEA", "ConRefNumHEA")
-        for e in template.iterfind(f"{{{namespace}}}HEAHEA/{tag}")
+        e for tag in ("ComRefNumHEA", "ConRefNumHEA") for e in template.iterfind(f"HEAHEA/{tag}")
     ]
     if lrn is None:
         raise SystemExit(f"{SAMPLE.name} has no HEAHEA/RefNumHEA4 (LRN)")

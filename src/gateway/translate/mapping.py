@@ -1018,7 +1018,9 @@ def _build(shape: _Shape, obj: _Obj) -> Any:
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = _build(_shape(slot.value), value)
-    if len(kwargs) < len(shape.required) or any(n not in kwargs for n in shape.required):
+    for required in shape.required:  # a loop: a generator per record costs more than this
+        if required in kwargs:
+            continue
         missing = [name for name in shape.required if name not in kwargs]
         where = obj.path or "the record"
         raise TransactionError(
