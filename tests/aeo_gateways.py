@@ -4,9 +4,11 @@ and HTTPS listeners with mutual TLS, and the outbox delivery worker."""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+import loopback_gateways as loopback
+from loopback_gateways import PartnerEntry, free_port
 
 from gateway import testpki
 from gateway.config import GatewayConfig, build_node, load_config
@@ -32,12 +34,6 @@ def mapping_spec() -> MappingSpec:
     return load_mapping_spec(SPEC_PATH.read_bytes(), SPEC_PATH.name)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_config(
     path: Path,
     pki: testpki.TestPki,
@@ -50,34 +46,9 @@ def write_config(
     binding: str = "grpc",
     profile: Path | None = None,
 ) -> Path:
-    def pem(admin: str, stem: str) -> str:
-        return str(pki.path(admin, stem))
-
-    profile_line = f'profile = "{profile}"\n' if profile else ""
-    path.write_text(
-        f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pem(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pem(own, "tls")}"
-
-[store]
-url = "sqlite:///{own.lower()}.db"
-
-[listen]
-grpc = "127.0.0.1:{grpc_port}"
-xml = "127.0.0.1:{xml_port}"
-
-[[partners]]
-administration = "{partner}"
-binding = "{binding}"
-endpoint = "{partner_endpoint}"
-ca = "{pem(partner, "ca")}"
-crl = "{pem(partner, "crl")}"
-{profile_line}"""
-    )
-    return path
+    links = {"profile": profile} if profile else None
+    entry = PartnerEntry(partner, binding, partner_endpoint, links)
+    return loopback.write_config(path, pki, own, (grpc_port, xml_port), [entry])
 
 
 @dataclass

@@ -8,20 +8,14 @@ listeners with mutual TLS, and a delivery worker driven by the test (``deliver``
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 
+import loopback_gateways as loopback
+from loopback_gateways import PartnerEntry, free_port, write_config
+
 from gateway import testpki
-from gateway.config import GatewayConfig, build_node, load_config
 from gateway.model.codes import Administration
-from gateway.node import GatewayNode
-from gateway.services.delivery import DeliveryReport, DeliveryWorker
 from gateway.services.risk import RiskService, service_for
-from gateway.store.outbox import SqliteOutbox
-from gateway.transport.grpc_server import GrpcGatewayServer
-from gateway.transport.links import open_link
-from gateway.transport.xml_http import XmlHttpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLING = ROOT / "adapters" / "handling"
@@ -47,98 +41,15 @@ days = 30
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class PartnerEntry:
-    admin: str
-    binding: str
-    endpoint: str
-    handling: Path | None
-
-
-def write_config(
-    path: Path, pki: testpki.TestPki, own: str, ports: tuple[int, int], partners: list[PartnerEntry]
-) -> Path:
-    text = f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pki.path(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pki.path(own, "tls")}"
-
-[store]
-url = "sqlite:///{own.lower()}.db"
-
-[listen]
-grpc = "127.0.0.1:{ports[0]}"
-xml = "127.0.0.1:{ports[1]}"
-"""
-    for p in partners:
-        text += f"""
-[[partners]]
-administration = "{p.admin}"
-binding = "{p.binding}"
-endpoint = "{p.endpoint}"
-ca = "{pki.path(p.admin, "ca")}"
-crl = "{pki.path(p.admin, "crl")}"
-"""
-        if p.handling is not None:
-            text += f'handling = "{p.handling}"\n'
-    path.write_text(text)
-    return path
-
-
-@dataclass
-class Gateway:
-    config: GatewayConfig
-    node: GatewayNode
-    grpc: GrpcGatewayServer
-    xml: XmlHttpServer
-    service: RiskService
-    outbox: SqliteOutbox
-    worker: DeliveryWorker
-
-    def deliver(self, partner: Administration) -> DeliveryReport:
-        return self.worker.run_until_idle(partner)
-
-    def inbox_envelopes(self) -> list[bytes]:
-        """Every envelope this gateway's inbox stored: what reached it over the wire."""
-        rows = self.node.inbox.database.reader().execute("SELECT envelope FROM inbox").fetchall()
-        return [bytes(row[0]) for row in rows]
-
-    def close(self) -> None:
-        self.worker.stop()
-        self.grpc.stop(grace=None)
-        self.xml.stop()
-        self.node.inbox.close()
+Gateway = loopback.Gateway[RiskService]
 
 
 def start_gateway(config_path: Path) -> Gateway:
-    config = load_config(config_path)
-    node = build_node(config)
-    assert config.listen.grpc is not None and config.listen.xml is not None
-    grpc_server = GrpcGatewayServer(
-        node, address=f"127.0.0.1:{config.listen.grpc[1]}", tls=config.tls_identity
-    )
-    xml_server = XmlHttpServer(
-        node, host="127.0.0.1", port=config.listen.xml[1], identity=config.tls_identity
-    )
-    grpc_server.start()
-    xml_server.start()
-    database = node.inbox.database
-    service = service_for(config, database)
-    worker = DeliveryWorker(
-        service.outbox,
-        lambda partner: open_link(config, partner),
-        partners=[p.administration for p in config.partners],
-        message_log=node.message_log,
-    )
-    return Gateway(config, node, grpc_server, xml_server, service, service.outbox, worker)
+    return loopback.start_gateway(config_path, service_for, outbox_of=lambda s: s.outbox)
+
+
+def _handling(path: Path) -> dict[str, Path]:
+    return {"handling": path}
 
 
 def eu_cn_hk(base: Path, pki: testpki.TestPki) -> dict[Administration, Gateway]:
@@ -155,23 +66,15 @@ def eu_cn_hk(base: Path, pki: testpki.TestPki) -> dict[Administration, Gateway]:
 
     configs = {
         EU: write_config(base / "eu.toml", pki, "EU", ports["EU"], [
-            PartnerEntry("CN", "grpc", grpc("CN"), HANDLING / "cn.toml"),
-            PartnerEntry("HK", "xml", xml("HK"), HANDLING / "hk.toml"),
-            PartnerEntry("US", "grpc", f"127.0.0.1:{free_port()}", HANDLING / "us.toml"),
+            PartnerEntry("CN", "grpc", grpc("CN"), _handling(HANDLING / "cn.toml")),
+            PartnerEntry("HK", "xml", xml("HK"), _handling(HANDLING / "hk.toml")),
+            PartnerEntry("US", "grpc", f"127.0.0.1:{free_port()}", _handling(HANDLING / "us.toml")),
         ]),
         CN: write_config(base / "cn.toml", pki, "CN", ports["CN"], [
-            PartnerEntry("EU", "grpc", grpc("EU"), eu_rules),
+            PartnerEntry("EU", "grpc", grpc("EU"), _handling(eu_rules)),
         ]),
         HK: write_config(base / "hk.toml", pki, "HK", ports["HK"], [
-            PartnerEntry("EU", "xml", xml("EU"), eu_rules),
+            PartnerEntry("EU", "xml", xml("EU"), _handling(eu_rules)),
         ]),
     }  # fmt: skip
-    started: dict[Administration, Gateway] = {}
-    try:
-        for admin, path in configs.items():
-            started[admin] = start_gateway(path)
-    except BaseException:
-        for gateway in started.values():
-            gateway.close()
-        raise
-    return started
+    return loopback.start_all(configs, start_gateway)

@@ -101,7 +101,7 @@ def test_without_packs_only_an_explicit_no_validate_translates() -> None:
 def gateway_config(base: Path, pki: TestPki, ub2: str) -> Path:
     path = write_config(
         base / "eu.toml", pki, "EU", (50051, 50052),
-        [PartnerEntry("CN", "grpc", "127.0.0.1:50053", PARTNERS / "cn.toml")],
+        [PartnerEntry("CN", "grpc", "127.0.0.1:50053", {"profile": PARTNERS / "cn.toml"})],
     )  # fmt: skip
     path.write_text(path.read_text() + "\n" + ub2)
     return path

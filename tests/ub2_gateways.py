@@ -10,14 +10,14 @@ and HTTPS listeners with mutual TLS, and a delivery worker driven by the test (`
 from __future__ import annotations
 
 import re
-import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import loopback_gateways as loopback
+from loopback_gateways import PartnerEntry, free_port, write_config
 
 from gateway import testpki
-from gateway.config import GatewayConfig, build_node, load_config
 from gateway.model.codes import Administration
 from gateway.model.consignment import (
     Address,
@@ -32,16 +32,8 @@ from gateway.model.consignment import (
     TransportMeans,
     TransportRole,
 )
-from gateway.node import GatewayNode
 from gateway.partners.profile import PartnerProfile, load_profile
-from gateway.services.delivery import DeliveryReport, DeliveryWorker
-from gateway.store.outbox import SqliteOutbox
-from gateway.transport.grpc_server import GrpcGatewayServer
-from gateway.transport.links import open_link
-from gateway.transport.xml_http import XmlHttpServer
-
-if TYPE_CHECKING:
-    from gateway.services.transactions import TransactionService
+from gateway.services.transactions import TransactionService, service_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTNERS = ROOT / "adapters" / "partners"
@@ -172,99 +164,15 @@ def with_party(c: Consignment, index: int, **changes: object) -> Consignment:
 
 
 # --- real gateways ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class PartnerEntry:
-    admin: str
-    binding: str
-    endpoint: str
-    profile: Path | None
-
-
-def write_config(
-    path: Path, pki: testpki.TestPki, own: str, ports: tuple[int, int], partners: list[PartnerEntry]
-) -> Path:
-    text = f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pki.path(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pki.path(own, "tls")}"
-
-[store]
-url = "sqlite:///{path.stem}.db"
-
-[listen]
-grpc = "127.0.0.1:{ports[0]}"
-xml = "127.0.0.1:{ports[1]}"
-"""
-    for p in partners:
-        text += f"""
-[[partners]]
-administration = "{p.admin}"
-binding = "{p.binding}"
-endpoint = "{p.endpoint}"
-ca = "{pki.path(p.admin, "ca")}"
-crl = "{pki.path(p.admin, "crl")}"
-"""
-        if p.profile is not None:
-            text += f'profile = "{p.profile}"\n'
-    path.write_text(text)
-    return path
-
-
-@dataclass
-class Gateway:
-    config: GatewayConfig
-    node: GatewayNode
-    grpc: GrpcGatewayServer
-    xml: XmlHttpServer
-    service: TransactionService
-    outbox: SqliteOutbox
-    worker: DeliveryWorker
-
-    def deliver(self, partner: Administration) -> DeliveryReport:
-        return self.worker.run_until_idle(partner)
-
-    def inbox_envelopes(self) -> list[bytes]:
-        """Every envelope this gateway's inbox stored: what reached it over the wire."""
-        rows = self.node.inbox.database.reader().execute("SELECT envelope FROM inbox").fetchall()
-        return [bytes(row[0]) for row in rows]
-
-    def close(self) -> None:
-        self.worker.stop()
-        self.grpc.stop(grace=None)
-        self.xml.stop()
-        self.node.inbox.close()
+Gateway = loopback.Gateway[TransactionService]
 
 
 def start_gateway(config_path: Path) -> Gateway:
-    from gateway.services.transactions import service_for
+    return loopback.start_gateway(config_path, service_for, outbox_of=lambda s: s.outbox)
 
-    config = load_config(config_path)
-    node = build_node(config)
-    assert config.listen.grpc is not None and config.listen.xml is not None
-    grpc_server = GrpcGatewayServer(
-        node, address=f"127.0.0.1:{config.listen.grpc[1]}", tls=config.tls_identity
-    )
-    xml_server = XmlHttpServer(
-        node, host="127.0.0.1", port=config.listen.xml[1], identity=config.tls_identity
-    )
-    grpc_server.start()
-    xml_server.start()
-    service = service_for(config, node.inbox.database)
-    worker = DeliveryWorker(
-        service.outbox,
-        lambda partner: open_link(config, partner),
-        partners=[p.administration for p in config.partners],
-        message_log=node.message_log,
-    )
-    return Gateway(config, node, grpc_server, xml_server, service, service.outbox, worker)
+
+def _profile(path: Path) -> dict[str, Path]:
+    return {"profile": path}
 
 
 def xml_profile(base: Path, endpoint: str) -> Path:
@@ -291,24 +199,16 @@ def eu_cn(base: Path, pki: testpki.TestPki) -> dict[str, Gateway]:
     profiles.mkdir()
     configs = {
         "EU": write_config(base / "eu.toml", pki, "EU", ports["EU"], [
-            PartnerEntry("CN", "grpc", grpc("CN"), PARTNERS / "cn.toml"),
+            PartnerEntry("CN", "grpc", grpc("CN"), _profile(PARTNERS / "cn.toml")),
             PartnerEntry("MD", "xml", f"https://127.0.0.1:{free_port()}/gnc/v1/envelopes",
-                         PARTNERS / "md.toml"),
-            PartnerEntry("US", "grpc", f"127.0.0.1:{free_port()}", None),
+                         _profile(PARTNERS / "md.toml")),
+            PartnerEntry("US", "grpc", f"127.0.0.1:{free_port()}"),
         ]),
         "EUX": write_config(base / "eux.toml", pki, "EU", ports["EUX"], [
-            PartnerEntry("CN", "xml", xml("CN"), xml_profile(profiles, xml("CN"))),
+            PartnerEntry("CN", "xml", xml("CN"), _profile(xml_profile(profiles, xml("CN")))),
         ]),
         "CN": write_config(base / "cn.toml", pki, "CN", ports["CN"], [
-            PartnerEntry("EU", "grpc", grpc("EU"), None),
+            PartnerEntry("EU", "grpc", grpc("EU")),
         ]),
     }  # fmt: skip
-    started: dict[str, Gateway] = {}
-    try:
-        for name, path in configs.items():
-            started[name] = start_gateway(path)
-    except BaseException:
-        for gateway in started.values():
-            gateway.close()
-        raise
-    return started
+    return loopback.start_all(configs, start_gateway)
