@@ -17,6 +17,7 @@ a database is opened (`migrate`).
 from __future__ import annotations
 
 import contextlib
+import queue
 import sqlite3
 import sys
 import urllib.parse
@@ -152,7 +153,7 @@ def open_database(url: str, *, synchronous: str = "FULL", max_batch: int = 512) 
 
 # The newest migration (tests check it is the scripts' head): a database already there is
 # opened without loading Alembic at all.
-HEAD = "0001"
+HEAD = "0002"
 
 
 def upgrade(connection: Any) -> None:
@@ -200,8 +201,31 @@ def sqlite_at_head(conn: sqlite3.Connection) -> bool:
     return row is not None and row[0] == HEAD
 
 
+# -- the writers' shared batching ---------------------------------------------------------------
+STOP = object()
+"""Put on a writer's queue to end it (after the batch it is in)."""
+
+
+def take_batch(
+    pending: queue.SimpleQueue[object], first: object, limit: int
+) -> tuple[list[Any], bool]:
+    """`first` and whatever else is queued, up to `limit` items: one shared commit's worth of
+    units of work. The flag says STOP was met (the writer ends after committing the batch)."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            more = pending.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if more is STOP:
+            return batch, True
+        batch.append(more)
+    return batch, False
+
+
 __all__ = [
     "HEAD",
+    "STOP",
     "Connection",
     "Cursor",
     "Database",
@@ -214,5 +238,6 @@ __all__ = [
     "savepoint",
     "sqlite_at_head",
     "sqlite_path",
+    "take_batch",
     "upgrade",
 ]

@@ -32,13 +32,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from gateway.errors import DeliveryError, GatewayError
-from gateway.store.database import Dialect, upgrade
+from gateway.store.database import STOP, Dialect, take_batch, upgrade
 
 T = TypeVar("T")
 Unit = Callable[[Any], Any]
 Deferred = Callable[[Any, list[Any]], None]
 
-_STOP = object()
 _CONNECT_TIMEOUT = 5  # seconds: a server that does not answer is a clear error, not a hang
 _SCHEMA_LOCK = 0x676E635F6D6967  # the migrations' lock (gateway.store.migrations.env)
 
@@ -228,7 +227,7 @@ class PostgresDatabase:
 
     def close(self) -> None:
         if self._writer.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             self._writer.join(timeout=10)
         self._closed = True
         with self._lock:
@@ -266,20 +265,10 @@ class PostgresDatabase:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
+            if item is STOP:
                 break
-            batch = [item]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)  # type: ignore[arg-type]
+            batch, stop = take_batch(self._queue, item, self._max_batch)
+            self._commit(batch)
             if stop:
                 break
         if self._proxied is not None:

@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import DeliveryError, GatewayError
-from gateway.store.database import Dialect, migrate_sqlite, sqlite_at_head
+from gateway.store.database import STOP, Dialect, migrate_sqlite, sqlite_at_head, take_batch
 
 T = TypeVar("T")
 Unit = Callable[[sqlite3.Connection], Any]
-
-_STOP = object()
 
 
 def run_ddl(ddl: str, conn: sqlite3.Connection) -> None:
@@ -134,7 +132,7 @@ class SqliteDatabase:
 
     def close(self) -> None:
         if self._writer.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             self._writer.join(timeout=10)
 
     # -- the writer thread -----------------------------------------------------------------------
@@ -162,21 +160,11 @@ class SqliteDatabase:
         self._ready.set()
         while True:
             item = self._queue.get()
-            if item is _STOP:
+            if item is STOP:
                 conn.close()
                 return
-            batch = [item]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(conn, batch)  # type: ignore[arg-type]
+            batch, stop = take_batch(self._queue, item, self._max_batch)
+            self._commit(conn, batch)
             if stop:
                 conn.close()
                 return
