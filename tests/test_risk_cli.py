@@ -35,7 +35,7 @@ def test_send_feedback_outstanding_show(
     assert run(eu, "send", "--to", "HK", str(VECTORS / "ipr-shoes.xml"), "--deliver") == 0
     out = capsys.readouterr().out
     assert "queued RiskInformation EU/RIF-2025-IPR-0001 (LIMITED) for HK" in out
-    assert "delivered: HK signed the receipt (verified)" in out
+    assert "ACCEPTED " in out and " by HK" in out
     assert run(eu, "send", "--to", "CN", str(VECTORS / "ipr-shoes.xml"), "--deliver") == 0
     assert "removed before signing: indicators.operators[0].identifier" in capsys.readouterr().out
 
@@ -56,7 +56,8 @@ def test_send_feedback_outstanding_show(
 
     assert run(hk, "feedback", "RIF-2025-IPR-0001", str(VECTORS / "feedback-seizure.xml"),
                "--deliver") == 0  # fmt: skip
-    assert "delivered: EU signed the receipt" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ACCEPTED " in out and " by EU" in out
     assert run(eu, "outstanding", "--partner", "HK") == 0
     assert "0 record(s) awaiting feedback" in capsys.readouterr().out
     assert run(eu, "outstanding", "--partner", "CN") == 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from gateway.model.header import parse_administration
 from gateway.model.risk import Feedback, IprDetention, IprStatistics, RiskInformation, RiskKind
 from gateway.node import GatewayNode
 from gateway.services.risk import RiskService, SendResult, service_for
-from gateway.store.outbox import OutboundState
 from gateway.store.risk_store import Received
 from gateway.translate.crms_risk import write_form
 
@@ -52,43 +50,13 @@ def _actor(args: argparse.Namespace) -> str:
     return name
 
 
-def _deliver(session: _Session, result: SendResult, timeout: float = 60.0) -> int:
-    """Run the delivery worker for this partner until the message is delivered or dead."""
-    from gateway.services.delivery import DeliveryWorker
-    from gateway.transport.links import open_link
+def _deliver(session: _Session, result: SendResult) -> int:
+    from gateway.cli.delivering import deliver_now
 
-    config = session.config
-    partner = result.partner
-    settings = config.partner(partner)
-    worker = DeliveryWorker(
-        session.service.outbox,
-        lambda code: open_link(config, code),
-        partners=[partner],
-        retry={partner: settings.profile.retry} if settings.profile else None,
-        message_log=session.node.message_log,
+    outbox = session.service.outbox
+    return deliver_now(
+        session.config, session.node, outbox, result.partner, result.message_id, timeout=60.0
     )
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            report = worker.run_once(partner)
-            item = session.service.outbox.get(result.message_id)
-            if item is not None and item.state is OutboundState.DELIVERED:
-                print(f"delivered: {partner.value} signed the receipt (verified)")
-                return 0
-            if item is not None and item.state is OutboundState.DEAD:
-                print(
-                    f"error: {item.last_error_code}: {partner.value} did not take "
-                    f"{item.message_id}",
-                    file=sys.stderr,
-                )
-                return 1
-            if time.monotonic() > deadline:
-                print("error: not delivered yet; gncgw serve will keep trying", file=sys.stderr)
-                return 1
-            if not report.attempted:
-                time.sleep(0.2)
-    finally:
-        worker.stop()
 
 
 def _print_sent(result: SendResult) -> None:

@@ -19,28 +19,23 @@ import argparse
 import getpass
 import json
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.delivering import deliver_now
 from gateway.config import GatewayConfig, build_node, default_ub2_mappings, load_config
 from gateway.errors import (
-    RECEIPT_MISMATCH,
     UB2_MAPPING_INVALID,
     UB2_SCHEMA_PACK_MISSING,
     UB2_UNKNOWN_TRANSACTION,
-    DeliveryError,
     GatewayError,
     TransactionError,
 )
-from gateway.model.codes import Administration
 from gateway.model.consignment import SourceMessage
 from gateway.model.control_result import ControlResult
-from gateway.model.header import parse_administration, utc_now
-from gateway.node import GatewayNode, VerifiedReceipt
-from gateway.services.transactions import SendResult, TransactionService, service_for
-from gateway.store.outbox import OutboundItem, OutboundState
+from gateway.model.header import parse_administration
+from gateway.node import GatewayNode
+from gateway.services.transactions import TransactionService, service_for
 from gateway.store.transaction_store import Direction
 from gateway.translate import ub2_exchange
 from gateway.translate.eu_messages import SchemaPacks, load_schema_packs
@@ -53,7 +48,6 @@ from gateway.translate.ub2_translate import (
     load_mapping_specs,
 )
 from gateway.translate.ub3_exchange import PayloadForm
-from gateway.transport.links import PartnerLink, open_link
 
 OUTPUTS = ("ub2-xml", "ub2-proto", "json")
 _WRAPPERS = {
@@ -290,100 +284,6 @@ class _Session:
         self.node.inbox.close()
 
 
-@dataclass
-class _RecordingLink(PartnerLink):
-    """A partner link that keeps each verified receipt, so the CLI can show the one for its
-    message after the delivery worker settled it (the worker verifies and stores it)."""
-
-    seen: dict[str, VerifiedReceipt] = field(default_factory=dict)
-
-    def deliver_many(self, raw_envelopes: Any) -> Any:
-        for verified in super().deliver_many(raw_envelopes):
-            self.seen[verified.receipt.message_id] = verified
-            yield verified
-
-
-def _stored_receipt(session: _Session, item: OutboundItem) -> VerifiedReceipt | None:
-    """The receipt stored with a message another worker delivered (gncgw serve may take it
-    first), checked as on delivery: signature, signer trusted for the partner, issuer, message
-    id, and the SHA-256 of the envelope sent."""
-    from gateway.node import open_receipt
-
-    config = session.config
-    raw = session.service.outbox.receipt_for(item.message_id)
-    if raw is None:
-        return None
-    opened = open_receipt(item.binding, raw)
-    signer = config.trust.check_signer(item.partner, opened.signer_chain, utc_now())
-    receipt = opened.receipt
-    if (
-        receipt.issuer != item.partner
-        or receipt.message_id != item.message_id
-        or receipt.received_sha256 != item.envelope_sha256
-    ):
-        raise DeliveryError(
-            f"the receipt stored for {item.message_id} does not answer it",
-            code=RECEIPT_MISMATCH,
-            location=f"outbox:{item.message_id}",
-        )
-    return VerifiedReceipt(receipt, signer, raw)
-
-
-def deliver_now(session: _Session, result: SendResult, timeout: float = 30.0) -> int:
-    """Run the delivery worker for the partner until this message is settled; print the
-    partner's verified receipt. A transient failure leaves it queued for gncgw serve."""
-    from gateway.cli.send import describe_receipt
-    from gateway.services.delivery import DeliveryWorker
-
-    config, partner = session.config, result.partner
-    seen: dict[str, VerifiedReceipt] = {}
-
-    def link(code: Administration) -> PartnerLink:
-        opened = open_link(config, code)
-        print(f"sending {result.message_id} to {code.value} over {opened.binding.value} "
-              f"({opened.endpoint})")  # fmt: skip
-        return _RecordingLink(
-            opened.partner, opened.binding, opened.endpoint, opened.trust, opened.client, seen
-        )
-
-    settings = config.partner(partner)
-    worker = DeliveryWorker(
-        session.service.outbox,
-        link,
-        partners=[partner],
-        retry={partner: settings.profile.retry} if settings.profile else None,
-        message_log=session.node.message_log,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            report = worker.run_once(partner)
-            item = session.service.outbox.get(result.message_id)
-            verified = seen.get(result.message_id)
-            if item is not None and item.state is OutboundState.DELIVERED:
-                verified = verified or _stored_receipt(session, item)
-                print(describe_receipt(verified) if verified else "delivered (receipt verified)")
-                return 0
-            if item is not None and item.state is OutboundState.DEAD:
-                if verified is not None:
-                    print(describe_receipt(verified))
-                print(f"error: {item.last_error_code}: {partner.value} did not take "
-                      f"{item.message_id}: {item.last_error}", file=sys.stderr)  # fmt: skip
-                return 1
-            if result.message_id in report.retrying:
-                print(f"error: {report.codes.get(result.message_id, '')}: not delivered yet "
-                      f"({item.last_error if item else ''}); it stays queued and gncgw serve "
-                      "will keep trying", file=sys.stderr)  # fmt: skip
-                return 1
-            if time.monotonic() > deadline:
-                print("error: not delivered yet; gncgw serve will keep trying", file=sys.stderr)
-                return 1
-            if not report.attempted:
-                time.sleep(0.2)
-    finally:
-        worker.stop()
-
-
 def send_eu_message(args: argparse.Namespace) -> int:
     """``gncgw send --to CN IN.xml --config F`` without --ub/--type: the UB2 path."""
     partner = parse_administration(args.receiver, "receiver")
@@ -416,7 +316,9 @@ def send_eu_message(args: argparse.Namespace) -> int:
             f"queued TransactionData {result.reference} for {partner.value} on lane "
             f"{result.lane}: message {result.message_id}"
         )
-        return deliver_now(session, result)
+        return deliver_now(
+            session.config, session.node, session.service.outbox, result.partner, result.message_id
+        )
 
 
 def _cmd_send_control_result(args: argparse.Namespace) -> int:
@@ -430,7 +332,9 @@ def _cmd_send_control_result(args: argparse.Namespace) -> int:
             f"queued ControlResult {record.reference} ({record.outcome.value}) on transaction "
             f"{result.reference} for {partner.value}: message {result.message_id}"
         )
-        return deliver_now(session, result)
+        return deliver_now(
+            session.config, session.node, session.service.outbox, result.partner, result.message_id
+        )
 
 
 def _cmd_control_results(args: argparse.Namespace) -> int:
