@@ -10,7 +10,8 @@ are sent).
 Stores: "file" is the configured SQLite file (WAL, synchronous=FULL: durable on power loss);
 "memory" is an in-memory SQLite database (``file:/NAME?vfs=memdb``: one database the writer
 thread and the readers share, without shared-cache mode, which measured ~1.5x slower) on the
-same code path, for the durability benchmark.
+same code path, for the durability benchmark. A ``postgresql://`` URL (an empty database) puts
+that side on PostgreSQL instead (bench_pg_vs_sqlite).
 
 The EU own list is filled before timing: records from gateway.translate.sample_aeo (generated
 in two worker processes, one stream each, duplicates by authorisation number dropped) of which
@@ -41,7 +42,9 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
 
@@ -62,6 +65,7 @@ from gateway.services.aeo import (
 )
 from gateway.services.delivery import DeliveryWorker
 from gateway.store.aeo_store import AeoStore, record_from_json
+from gateway.store.database import Database
 from gateway.store.inbox import SqliteInbox
 from gateway.store.message_log import SqliteMessageLog
 from gateway.store.outbox import OutboundState, SqliteOutbox, mark_delivered_in
@@ -243,8 +247,13 @@ def write_configs(work: Path) -> tuple[Path, Path]:
 
 
 # --- a gateway's stores and node -----------------------------------------------------------------
-def open_database(config: GatewayConfig, store: str) -> SqliteDatabase:
-    """The configured SQLite file (synchronous=FULL), or an in-memory database ("memory")."""
+def open_database(config: GatewayConfig, store: str) -> Database:
+    """The configured SQLite file (synchronous=FULL), an in-memory database ("memory"), or
+    the PostgreSQL database a ``postgresql://`` URL names."""
+    if store.startswith("postgresql://"):
+        from gateway.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(store)
     if store == "memory":
         name = f"file:/gnc-{config.administration.value}-{uuid.uuid4().hex}?vfs=memdb"
         return SqliteDatabase(name, uri=True)
@@ -253,7 +262,7 @@ def open_database(config: GatewayConfig, store: str) -> SqliteDatabase:
     return SqliteDatabase(config.store_path, synchronous="FULL")
 
 
-def node_on(config: GatewayConfig, database: SqliteDatabase) -> GatewayNode:
+def node_on(config: GatewayConfig, database: Database) -> GatewayNode:
     """What config.build_node builds, on the given database."""
     return GatewayNode(
         config.signing_identity,
@@ -271,7 +280,7 @@ def node_on(config: GatewayConfig, database: SqliteDatabase) -> GatewayNode:
 @dataclass
 class EuSide:
     config: GatewayConfig
-    database: SqliteDatabase
+    database: Database
     node: GatewayNode
     service: AeoService
     worker: DeliveryWorker
@@ -299,6 +308,8 @@ def eu_side(config_path: Path, store: str, part_size: int) -> EuSide:
 def load_own_list(side: EuSide, path: Path) -> int:
     """Copy a cached own list into the EU store (rows and identifier index), as SQL."""
     database = side.database
+    if not isinstance(database, SqliteDatabase):
+        return _load_own_list_pg(database, path)
     uri = database.path.startswith("file:")
     with contextlib.closing(sqlite3.connect(database.path, isolation_level=None, uri=uri)) as conn:
         cached = f"file:{path}?mode=ro&vfs=unix" if uri else str(path)
@@ -309,6 +320,24 @@ def load_own_list(side: EuSide, path: Path) -> int:
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE cached")
     return int(count)
+
+
+def _insert_rows(sql: str, rows: list[tuple[object, ...]], conn: Any) -> None:
+    conn.executemany(sql, rows)
+
+
+def _load_own_list_pg(database: Database, path: Path) -> int:
+    """The same copy into a PostgreSQL store, in chunks of units of work."""
+    count = 0
+    with contextlib.closing(sqlite3.connect(path)) as cached:
+        for table in ("aeo_record", "aeo_identifier"):
+            cursor = cached.execute(f"SELECT * FROM {table}")
+            width = len(cursor.description)
+            insert = f"INSERT INTO {table} VALUES ({', '.join('?' * width)})"
+            while rows := cursor.fetchmany(20_000):
+                database.write(partial(_insert_rows, insert, rows))
+                count += len(rows) if table == "aeo_record" else 0
+    return count
 
 
 # --- the timed full sync, as `gncgw serve` runs it --------------------------------------------
@@ -471,7 +500,7 @@ def unary_baseline(
 def main_child(argv: Sequence[str]) -> None:
     cli = argparse.ArgumentParser()
     cli.add_argument("--serve", type=Path)
-    cli.add_argument("--store", choices=("file", "memory"), default="file")
+    cli.add_argument("--store", default="file", help="file, memory or a postgresql:// URL")
     cli.add_argument("--fill", type=Path)
     cli.add_argument("--count", type=int, default=0)
     cli.add_argument("--seed", type=int, default=SEED)

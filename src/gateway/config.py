@@ -109,6 +109,9 @@ class DeliveryConfig:
     """The outbox delivery worker of `gncgw serve`."""
 
     poll_seconds: float = 1.0  # pause between passes that found nothing due
+    # How long a node's claim on outbox messages holds unless settled (several nodes on one
+    # PostgreSQL database: a crashed node's messages are taken over after this).
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class GatewayConfig:
     # What the store opens (gateway.store.database.open_database): sqlite:////ABSOLUTE/PATH or
     # postgresql://USER@HOST:PORT/DB.
     store_url: str = field(kw_only=True)
+    # `[gateway] node_id`: this node in outbox claims and logs (default hostname:pid).
+    node_id: str = field(default="", kw_only=True)
     signing_identity: SigningIdentity = field(repr=False, compare=False, kw_only=True)
     tls_identity: TlsIdentity = field(repr=False, compare=False, kw_only=True)
     trust: TrustStore = field(repr=False, compare=False, kw_only=True)
@@ -276,7 +281,7 @@ def _kind(value: Any) -> str:
 _TOP = (
     "gateway", "store", "listen", "intake", "delivery", "partners", "metrics", "logging", "ub2",
 )  # fmt: skip
-_GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert")
+_GATEWAY = ("administration", "signing_key", "signing_cert", "tls_key", "tls_cert", "node_id")
 _STORE = ("url",)
 _LISTEN = ("grpc", "xml")
 _INTAKE = ("max_envelope_bytes", "clock_skew_seconds", "max_age_seconds")
@@ -292,7 +297,7 @@ _PARTNER = (
     "profile",
     "handling",
 )
-_DELIVERY = ("poll_seconds",)
+_DELIVERY = ("poll_seconds", "lease_seconds")
 _METRICS = ("listen",)
 _LOGGING = ("format",)
 _SIGNER = ("cert", "until")
@@ -388,7 +393,10 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
     )
 
     delivery_table = r.check_table(data.get("delivery"), "delivery", _DELIVERY, required=False)
-    delivery = DeliveryConfig(poll_seconds=_poll_seconds(r, delivery_table))
+    delivery = DeliveryConfig(
+        poll_seconds=_poll_seconds(r, delivery_table),
+        lease_seconds=_lease_seconds(r, delivery_table),
+    )
     metrics, log_format = _operations(r, data)
     ub2 = _ub2(r, data.get("ub2"))
 
@@ -424,6 +432,7 @@ def _build(r: _Reader, data: dict[str, Any], now: datetime) -> GatewayConfig:
         tls_cert=tls_cert,
         store_path=store_path,
         store_url=store_url,
+        node_id=_node_id(r, gw),
         listen=listen,
         limits=limits,
         partners=tuple(partners),
@@ -788,6 +797,27 @@ def _poll_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
     if not 0.01 <= value <= 3600:
         r.fail("delivery.poll_seconds", f"{value} is outside 0.01..3600")
     return float(value)
+
+
+def _lease_seconds(r: _Reader, table: Mapping[str, Any]) -> float:
+    value = table.get("lease_seconds", DeliveryConfig.lease_seconds)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        r.fail("delivery.lease_seconds", f"must be a number of seconds, not {_kind(value)}")
+    if not 0.5 <= value <= 86_400:
+        r.fail("delivery.lease_seconds", f"{value} is outside 0.5..86400")
+    return float(value)
+
+
+def _node_id(r: _Reader, gw: Mapping[str, Any]) -> str:
+    """`[gateway] node_id`, or hostname:pid (unique among live nodes, not across restarts)."""
+    if "node_id" not in gw:
+        from gateway.store.outbox import default_node_id
+
+        return default_node_id()
+    value = r.string(gw, "gateway", "node_id")
+    if not value.strip() or len(value) > 128 or not value.isprintable():
+        r.fail("gateway.node_id", f"{value!r}: give 1 to 128 printable characters")
+    return value
 
 
 def _until(r: _Reader, key: str, value: Any) -> datetime | None:

@@ -61,6 +61,15 @@ def _when(item: OutboundItem) -> str:
     return f"since {item.last_attempt:%Y-%m-%dT%H:%M:%SZ}" if item.last_attempt else ""
 
 
+def _node(item: OutboundItem) -> str:
+    """Several nodes (PostgreSQL): the node claiming it now, or the one that settled it last."""
+    if item.claimed_by is None:
+        return ""
+    if item.claim_expires is not None and item.state is OutboundState.PENDING:
+        return f"  claimed by {item.claimed_by} until {item.claim_expires:%Y-%m-%dT%H:%M:%SZ}"
+    return f"  node={item.claimed_by}"
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     partner = _partner(args.partner) if args.partner else None
     with _database(args.config) as database:
@@ -72,7 +81,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(
             f"{item.message_id}  {item.partner.value}  {item.state.value:<9}  "
             f"attempts={item.attempts}  {item.utility_block.value}/{item.message_type}  "
-            f"key={item.ordering_key}  {_when(item)}{error}"
+            f"key={item.ordering_key}  {_when(item)}{_node(item)}{error}"
         )
     print(
         f"{len(items)} listed; outbox: "

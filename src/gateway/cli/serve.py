@@ -8,6 +8,8 @@ answered, then the message store is closed; the exit status is then 0.
 The node also runs the outbox delivery worker (services.delivery) on its message store: it
 sends what is due to each configured partner, with the retry policy of the partner's profile,
 pausing `[delivery] poll_seconds` when there is nothing to do. It stops first on shutdown.
+Several nodes may serve one PostgreSQL store: each claims the messages it sends under its
+`[gateway] node_id` (default hostname:pid) for `[delivery] lease_seconds` (docs/storage.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -140,8 +143,13 @@ def _start_retention_purge(config: GatewayConfig, node: GatewayNode, running: _R
 def _delivery_worker(config: GatewayConfig, node: GatewayNode) -> DeliveryWorker:
     """The outbox worker for every configured partner, on the node's own store."""
     database = node.inbox.database
+    outbox = SqliteOutbox(
+        database,
+        node_id=config.node_id or None,
+        lease=timedelta(seconds=config.delivery.lease_seconds),
+    )
     return DeliveryWorker(
-        SqliteOutbox(database),
+        outbox,
         lambda partner: open_link(config, partner),
         partners=[p.administration for p in config.partners],
         retry={p.administration: p.profile.retry for p in config.partners if p.profile},
@@ -181,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
         _start_full_list_schedule(config, node, running)
         _start_retention_purge(config, node, running)
         log.info(
-            "gateway %s serving (store %s; partners %s); stop with SIGINT or SIGTERM",
+            "gateway %s serving (node %s; store %s; partners %s); stop with SIGINT or SIGTERM",
             config.administration.value,
+            worker.outbox.node_id,
             display_url(config.store_url),
             ", ".join(f"{p.administration.value}/{p.binding.value}" for p in config.partners),
         )

@@ -78,7 +78,7 @@ from gateway.partners.profile import (
     to_partner,
 )
 from gateway.store.aeo_store import AeoStore, record_from_json
-from gateway.store.database import Database, Dialect
+from gateway.store.database import Database, Dialect, dialect_of
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
 from gateway.translate import aeo_exchange
 from gateway.translate.aeo_exchange import (
@@ -142,6 +142,24 @@ def form_for(binding: Binding) -> PayloadForm:
 def ordering_key(partner: Administration) -> str:
     """One ordering key per partner for all UB1 traffic: delivered strictly in the order queued."""
     return f"ub1:{partner.value}"
+
+
+# Nodes sharing one PostgreSQL database: the transaction-level advisory lock every unit takes
+# that changes the own list or queues UB1 messages, and the full list's outbox mark. Identity
+# keys follow *insert* order, not commit order: without it, node B's delta could take seq 98,
+# node A read max(seq) = 99 (another key) as a full list's mark, and B commit 98 afterwards;
+# A's check for "queued under the key after the mark" would miss it, and the delta would be
+# delivered before a full list that does not contain it. Under the lock, every UB1 message is
+# queued after the mark or visible to it. (One lock, not one per partner: an import queues
+# deltas for every partner in one unit, and one lock cannot be taken in two orders.)
+UB1_QUEUE_LOCK = 0x676E635F75623171  # "gnc_ub1q"
+
+
+def serialise_ub1_queue(conn: Any) -> None:
+    """Take UB1_QUEUE_LOCK on PostgreSQL (held until the batch commits); nothing on SQLite,
+    whose single writer already serialises every unit."""
+    if dialect_of(conn) is Dialect.POSTGRESQL:
+        conn.execute(f"SELECT pg_advisory_xact_lock({UB1_QUEUE_LOCK})")
 
 
 @dataclass(frozen=True)
@@ -311,6 +329,7 @@ class AeoService:
         locations: Sequence[str],
         source: str,
     ) -> ImportResult:
+        serialise_ub1_queue(conn)  # before reading the own list: imports on two nodes queue in turn
         own = self.own
         steps: list[tuple[AeoRecord | None, AeoRecord | None]] = []  # (before, after) in order
         changes: list[AeoChange] = []
@@ -508,6 +527,7 @@ class AeoService:
         self, conn: sqlite3.Connection, partner: Ub1Partner, as_of: date, sync_id: str
     ) -> SyncResult:
         """Unit of work: the whole full list, parts and end, read on the writer's connection."""
+        serialise_ub1_queue(conn)
         state = _SyncState()
         now = self.clock()
         records = self.store.iter_records(conn, self.own)
@@ -541,6 +561,7 @@ class AeoService:
         key = ordering_key(code)
 
         def unit(conn: sqlite3.Connection) -> tuple[int, str] | tuple[None, str]:
+            serialise_ub1_queue(conn)
             other = conn.execute(
                 "SELECT message_id, message_type FROM outbox WHERE seq > ? AND partner = ? "
                 "AND ordering_key = ? ORDER BY seq LIMIT 1",
@@ -592,6 +613,7 @@ class AeoService:
         page = self.part_size * self.parts_per_unit
 
         def first(conn: sqlite3.Connection) -> int:
+            serialise_ub1_queue(conn)  # no UB1 message queued by another node is in flight
             return int(conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0])
 
         def paged() -> Iterator[AeoRecord]:

@@ -13,9 +13,14 @@ commit together with its message-log row:
   receipt that does not check) -> retried after the partner's RetryPolicy back-off for that
   attempt number; when the attempts are used up -> dead letter with the last code.
 
-All state is in SQLite: a worker that stops (or crashes) between sending and settling resends
+All state is in the store: a worker that stops (or crashes) between sending and settling resends
 on restart, and the partner answers the resend as a duplicate with its original receipt, so
 nothing is lost and nothing is stored twice on the other side.
+
+Several nodes on one PostgreSQL database each run a worker: each pass *claims* what it sends
+(store.outbox.SqliteOutbox.claim: no two nodes hold one message, per-key order across nodes)
+and settles fenced by its claim; a node whose lease lapsed (paused past it) finds its outcome
+refused and leaves the message to the node that took it over (logged, nothing changed).
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ class DeliveryWorker:
     def run_once(self, partner: Administration) -> DeliveryReport:
         """Deliver what is due for `partner` now (up to batch_size messages); settle each."""
         now = self.clock()
-        items = self.outbox.due(partner, now, self.batch_size)
+        items = self.outbox.claim(partner, now, self.batch_size)
         report = DeliveryReport(partner)
         if not items:
             return report
@@ -225,8 +230,9 @@ class DeliveryWorker:
     ) -> None:
         """Unit of work: the message's new state and its message-log row, together."""
         receipt: bytes | None = None
+        fence = self.outbox.fence
         if isinstance(result, VerifiedReceipt) and result.accepted:
-            mark_delivered_in(item.message_id, result.raw, now, conn)
+            mark_delivered_in(item.message_id, result.raw, now, conn, claimed_by=fence)
             self._log(conn, item, result.raw, LogOutcome.ACCEPTED, "", now)
             report.delivered.append(item.message_id)
             return
@@ -242,7 +248,9 @@ class DeliveryWorker:
         next_attempt = (
             None if permanent or attempts >= policy.max_attempts else now + policy.delay(attempts)
         )
-        mark_failed_in(item.message_id, error, now, next_attempt, conn, receipt=receipt)
+        mark_failed_in(
+            item.message_id, error, now, next_attempt, conn, receipt=receipt, claimed_by=fence
+        )
         outcome = LogOutcome.REJECTED if receipt is not None else LogOutcome.FAILED
         self._log(conn, item, receipt, outcome, error.code, now)
         report.codes[item.message_id] = error.code
@@ -308,9 +316,10 @@ class DeliveryWorker:
         self._thread = threading.Thread(target=self._loop, name="delivery-worker", daemon=True)
         self._thread.start()
         log.info(
-            "delivery worker started (partners %s; poll every %s s)",
+            "delivery worker started (partners %s; poll every %s s) on node %s",
             ", ".join(p.value for p in self.partners) or "none",
             self.poll_seconds,
+            self.outbox.node_id,
         )
 
     def stop(self, timeout: float = 10.0) -> None:

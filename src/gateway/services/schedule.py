@@ -3,23 +3,30 @@
 The full list: each partner's full AEO list is queued again when its profile's
 `ub1.full_list_interval_hours` has passed since the last one (and at once if none was ever sent),
 so the partner can prove every day, by the reconciliation summary, that it holds our list.
+Nodes sharing one PostgreSQL database each run the schedule; one at a time checks and queues
+(a session advisory lock, `FULL_LIST_LOCK`), so the list goes out once per interval, not once
+per node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from gateway.errors import GatewayError
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.services.aeo import AeoService, SyncResult
+from gateway.store.database import Dialect
 from gateway.store.outbox import SqliteOutbox
 from gateway.translate.aeo_exchange import MessageType
 
 log = logging.getLogger("gateway.services.schedule")
+
+FULL_LIST_LOCK = 0x676E635F66756C6C  # "gnc_full": one node at a time checks and queues
 
 
 class Periodic:
@@ -74,7 +81,30 @@ class FullListSchedule:
                 out.append(code)
         return out
 
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[bool]:
+        """Whether this node may check and queue now: always on SQLite; on PostgreSQL while it
+        holds FULL_LIST_LOCK (a session lock on this thread's reader: a node that dies drops it
+        with its connection). The holder finishes queueing before it lets go, so the next node
+        to check sees that list's end and finds nothing due."""
+        database = self.outbox.database
+        if database.dialect is not Dialect.POSTGRESQL:
+            yield True
+            return
+        conn = database.reader()
+        held = bool(conn.execute(f"SELECT pg_try_advisory_lock({FULL_LIST_LOCK})").fetchone()[0])
+        try:
+            yield held
+        finally:
+            if held:
+                with contextlib.suppress(GatewayError):
+                    conn.execute(f"SELECT pg_advisory_unlock({FULL_LIST_LOCK})")
+
     def run_once(self) -> list[SyncResult]:
+        with self._turn() as mine:
+            return self._queue_due() if mine else []
+
+    def _queue_due(self) -> list[SyncResult]:
         results = []
         for code in self.due(self.clock()):
             try:

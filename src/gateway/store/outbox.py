@@ -15,15 +15,30 @@ Different keys do not wait for each other.
 
 States: pending -> delivered (with the receipt), pending -> dead (permanent refusal, or retries
 exhausted), dead -> pending (replay), dead -> discarded. Rows are never deleted here.
+
+Several nodes (PostgreSQL). A worker does not just read what is due, it *claims* it (`claim`):
+one statement picks the due heads with ``FOR UPDATE SKIP LOCKED`` and marks them
+``claimed_by`` this node until ``claim_expires`` (now + the lease), so two nodes never take the
+same message. A head is not claimable while another node holds an unexpired claim on any
+pending message of its key, so per-key order holds across nodes. Settling is *fenced*
+(``mark_delivered_in`` / ``mark_failed_in`` with ``claimed_by``): it changes the row only while
+this node's claim is still the row's claim, so a node that lost its lease (paused, partitioned)
+cannot overwrite the outcome of the node that took over; it also ends the claim
+(``claim_expires`` NULL), keeping ``claimed_by`` as who settled it last. A crashed node's claims
+lapse after the lease and another node re-sends; the partner answers that as a duplicate with
+its original receipt. On SQLite one process owns the file: `claim` is `due` (no write, the hot
+path unchanged) and settling is not fenced.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -37,7 +52,16 @@ from gateway.errors import (
     GatewayError,
 )
 from gateway.model.codes import Administration, UtilityBlock
-from gateway.store.database import Database
+from gateway.store.database import Database, Dialect
+
+# How long a claim holds when nothing settles it (a crashed or paused node): another node
+# re-sends after this. Longer than a delivery pass takes; short enough to take over promptly.
+DEFAULT_LEASE = timedelta(seconds=30)
+
+
+def default_node_id() -> str:
+    """`hostname:pid`: unique among live nodes; `[gateway] node_id` names a node for good."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class OutboundState(StrEnum):
@@ -81,12 +105,14 @@ class OutboundItem:
     last_error: str
     delivered_at: datetime | None
     envelope: bytes | None = None  # loaded by due() (to send it); list() leaves it out
+    claimed_by: str | None = None  # the node that claims it now, or last settled it (PostgreSQL)
+    claim_expires: datetime | None = None  # None: no claim in force
 
 
 _COLUMNS = (
     "seq, message_id, partner, binding, ordering_key, utility_block, message_type, "
     "envelope_sha256, state, attempts, enqueued_at, next_attempt, last_attempt, "
-    "last_error_code, last_error, delivered_at"
+    "last_error_code, last_error, delivered_at, claimed_by, claim_expires"
 )
 
 
@@ -100,6 +126,26 @@ DUE_SQL = (
     "AND e.ordering_key = o.ordering_key AND e.state IN ('pending', 'dead') "
     "AND e.seq < o.seq) "
     "ORDER BY o.seq LIMIT ?"
+)
+
+# PostgreSQL: the due heads of a partner's keys that no other node holds, locked (SKIP LOCKED:
+# a row another node is claiming right now is passed over, not waited for) and claimed in the
+# same statement. Parameters: node, expires, partner, now, now, node, node, now, limit.
+CLAIM_SQL = (
+    "UPDATE outbox AS u SET claimed_by = ?, claim_expires = ? FROM ("
+    "SELECT o.seq FROM outbox AS o "
+    "WHERE o.partner = ? AND o.state = 'pending' "
+    "AND (o.next_attempt IS NULL OR o.next_attempt <= ?) "
+    "AND (o.claim_expires IS NULL OR o.claim_expires <= ? OR o.claimed_by = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.partner = o.partner "
+    "AND e.ordering_key = o.ordering_key AND e.state IN ('pending', 'dead') "
+    "AND e.seq < o.seq) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS c WHERE c.partner = o.partner "
+    "AND c.ordering_key = o.ordering_key AND c.state = 'pending' "
+    "AND c.claimed_by <> ? AND c.claim_expires > ?) "
+    "ORDER BY o.seq LIMIT ? FOR UPDATE OF o SKIP LOCKED) AS picked "
+    f"WHERE u.seq = picked.seq RETURNING {', '.join('u.' + c for c in _COLUMNS.split(', '))}, "
+    "u.envelope"
 )
 
 
@@ -137,15 +183,31 @@ def _item(row: Sequence[Any], envelope: bytes | None = None) -> OutboundItem:
         last_error=str(row[14]),
         delivered_at=_parse(row[15]),
         envelope=envelope,
+        claimed_by=None if row[16] is None else str(row[16]),
+        claim_expires=_parse(row[17]),
     )
 
 
 class SqliteOutbox:
     """The outbox table of a node's Database, SQLite or PostgreSQL (shared with the inbox and
-    the exchanges' tables; the table comes from the migrations, gateway.store.schema)."""
+    the exchanges' tables; the table comes from the migrations, gateway.store.schema).
 
-    def __init__(self, database: Database) -> None:
+    `node_id` names this node in its claims (default `default_node_id()`); `lease` is how long
+    a claim holds unless settled."""
+
+    def __init__(
+        self, database: Database, *, node_id: str | None = None, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
+        if lease <= timedelta(0):
+            raise ValueError("the claim lease must be positive")
         self.database = database
+        self.node_id = node_id or default_node_id()
+        self.lease = lease
+
+    @property
+    def fence(self) -> str | None:
+        """What settling checks the claim against: this node on PostgreSQL, None on SQLite."""
+        return self.node_id if self.database.dialect is Dialect.POSTGRESQL else None
 
     # -- queueing ------------------------------------------------------------------------------
     def enqueue(
@@ -204,9 +266,45 @@ class SqliteOutbox:
         rows = self.database.reader().execute(DUE_SQL, (partner.value, _ts(now), limit)).fetchall()
         return [_item(row[:-1], bytes(row[-1])) for row in rows]
 
-    def mark_delivered(self, message_id: str, receipt: bytes, at: datetime) -> None:
-        """Record the partner's verified ACCEPTED receipt (only the worker knows it verified)."""
-        self.database.write(partial(mark_delivered_in, message_id, receipt, at))
+    def claim(self, partner: Administration, now: datetime, limit: int) -> list[OutboundItem]:
+        """What `due` returns, claimed by this node until now + lease (PostgreSQL), in enqueue
+        order: heads no other node holds. On SQLite (one process owns the file) it is `due`."""
+        if self.database.dialect is not Dialect.POSTGRESQL:
+            return self.due(partner, now, limit)
+        node, at = self.node_id, _ts(now)
+        params = (node, _ts(now + self.lease), partner.value, at, at, node, node, at, limit)
+
+        def unit(conn: Any) -> list[Any]:
+            return list(conn.execute(CLAIM_SQL, params).fetchall())
+
+        rows = sorted(self.database.write(unit), key=lambda row: int(row[0]))
+        return [_item(row[:-1], bytes(row[-1])) for row in rows]
+
+    def release(self, message_ids: Sequence[str]) -> int:
+        """End this node's claims on these messages without settling them (a worker stopping
+        with work in hand: another node may take it at once); how many."""
+        if self.database.dialect is not Dialect.POSTGRESQL or not message_ids:
+            return 0
+
+        def unit(conn: Any) -> int:
+            cursor = conn.executemany(
+                "UPDATE outbox SET claim_expires = NULL WHERE message_id = ? AND claimed_by = ? "
+                "AND state = 'pending'",
+                [(message_id, self.node_id) for message_id in message_ids],
+            )
+            return int(cursor.rowcount)
+
+        return self.database.write(unit)
+
+    def mark_delivered(
+        self, message_id: str, receipt: bytes, at: datetime, *, fenced: bool = False
+    ) -> None:
+        """Record the partner's verified ACCEPTED receipt (only the worker knows it verified).
+        `fenced`: only while this node's claim holds (what a worker that claimed it does)."""
+        claimed_by = self.fence if fenced else None
+        self.database.write(
+            partial(mark_delivered_in, message_id, receipt, at, claimed_by=claimed_by)
+        )
 
     def mark_failed(
         self,
@@ -216,11 +314,22 @@ class SqliteOutbox:
         next_attempt: datetime | None,
         *,
         receipt: bytes | None = None,
+        fenced: bool = False,
     ) -> None:
         """Count a failed attempt: retry at `next_attempt`, or (None) make it a dead letter.
-        A signed rejection receipt, if the partner sent one, is kept as proof of the refusal."""
+        A signed rejection receipt, if the partner sent one, is kept as proof of the refusal.
+        `fenced`: as for mark_delivered."""
+        claimed_by = self.fence if fenced else None
         self.database.write(
-            partial(mark_failed_in, message_id, error, at, next_attempt, receipt=receipt)
+            partial(
+                mark_failed_in,
+                message_id,
+                error,
+                at,
+                next_attempt,
+                receipt=receipt,
+                claimed_by=claimed_by,
+            )
         )
 
     # -- operators -----------------------------------------------------------------------------
@@ -318,15 +427,56 @@ def _state_of(conn: sqlite3.Connection, message_id: str) -> OutboundState:
     return OutboundState(str(row[0]))
 
 
-def mark_delivered_in(
-    message_id: str, receipt: bytes, at: datetime, conn: sqlite3.Connection
+# The fence of a settling UPDATE: in the statement itself, so that the check and the change are
+# one (under READ COMMITTED PostgreSQL re-checks it on the newest row version it updates).
+_FENCE = " AND claimed_by = ? AND claim_expires IS NOT NULL"
+
+
+def _settled(
+    conn: sqlite3.Connection, sql: str, params: tuple[object, ...], claimed_by: str | None
 ) -> None:
-    """Unit of work: the message is delivered (from any state: a verified receipt is the truth)."""
+    """Run a settling UPDATE (``... WHERE message_id = ?``), fenced by `claimed_by` if given:
+    a message this node no longer holds (its lease lapsed and another node claimed it) is
+    refused with DLV_OUTBOX_STATE and left as it is."""
+    if claimed_by is None:
+        conn.execute(sql, params)
+        return
+    sql = sql.replace(" WHERE message_id = ?", ", claim_expires = NULL WHERE message_id = ?")
+    if conn.execute(sql + _FENCE, (*params, claimed_by)).rowcount == 1:
+        return
+    message_id = params[-1]
+    row = conn.execute(
+        "SELECT claimed_by, claim_expires FROM outbox WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    if row is not None and row[1] is not None:
+        holder = f"claimed by {row[0]}"
+    else:
+        holder = f"no longer claimed (last by {row[0] if row else None})"
+    raise DeliveryError(
+        f"message {message_id} is {holder}, not by node {claimed_by}: this node's lease "
+        "lapsed, so it leaves the outcome to the node that holds it",
+        code=DLV_OUTBOX_STATE,
+        location=f"outbox:{message_id}",
+    )
+
+
+def mark_delivered_in(
+    message_id: str,
+    receipt: bytes,
+    at: datetime,
+    conn: sqlite3.Connection,
+    *,
+    claimed_by: str | None = None,
+) -> None:
+    """Unit of work: the message is delivered (from any state: a verified receipt is the truth).
+    With `claimed_by` (PostgreSQL nodes), only while that node's claim is the message's claim."""
     _state_of(conn, message_id)
-    conn.execute(
+    _settled(
+        conn,
         "UPDATE outbox SET state = 'delivered', receipt = ?, delivered_at = ?, last_attempt = ?, "
         "next_attempt = NULL WHERE message_id = ?",
         (receipt, _ts(at), _ts(at), message_id),
+        claimed_by,
     )
 
 
@@ -338,8 +488,10 @@ def mark_failed_in(
     conn: sqlite3.Connection,
     *,
     receipt: bytes | None = None,
+    claimed_by: str | None = None,
 ) -> None:
-    """Unit of work: one failed attempt of a pending message; dead letter when no next attempt."""
+    """Unit of work: one failed attempt of a pending message; dead letter when no next attempt.
+    With `claimed_by` (PostgreSQL nodes), only while that node's claim is the message's claim."""
     state = _state_of(conn, message_id)
     if state is not OutboundState.PENDING:
         raise DeliveryError(
@@ -347,7 +499,8 @@ def mark_failed_in(
             code=DLV_OUTBOX_STATE,
             location=f"outbox:{message_id}",
         )
-    conn.execute(
+    _settled(
+        conn,
         "UPDATE outbox SET attempts = attempts + 1, last_attempt = ?, last_error_code = ?, "
         "last_error = ?, next_attempt = ?, state = ?, receipt = coalesce(?, receipt) "
         "WHERE message_id = ?",
@@ -360,6 +513,7 @@ def mark_failed_in(
             receipt,
             message_id,
         ),
+        claimed_by,
     )
 
 
@@ -396,10 +550,13 @@ def _discard(message_id: str, conn: sqlite3.Connection) -> None:
 
 
 __all__ = [
+    "CLAIM_SQL",
+    "DEFAULT_LEASE",
     "OutboundItem",
     "OutboundMessage",
     "OutboundState",
     "SqliteOutbox",
+    "default_node_id",
     "mark_delivered_in",
     "mark_failed_in",
 ]

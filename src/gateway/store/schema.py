@@ -92,6 +92,10 @@ outbox = Table(
     _text("last_error", default=""),
     _bytes("receipt", nullable=True),
     _text("delivered_at", nullable=True),
+    # Several nodes (revision 0002): who claims the message until when; settling ends the claim
+    # (claim_expires NULL) and leaves claimed_by naming who settled it (store.outbox).
+    _text("claimed_by", nullable=True),
+    _text("claim_expires", nullable=True),
     CheckConstraint("state IN ('pending', 'delivered', 'dead', 'discarded')", name="outbox_state"),
     sqlite_autoincrement=True,
 )
