@@ -246,7 +246,7 @@ def test_a_database_at_revision_0001_gains_the_claim_columns(tmp_path: Path) -> 
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    from gateway.store.database import MIGRATIONS
+    from gateway.store.database import HEAD, MIGRATIONS
 
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -266,7 +266,7 @@ def test_a_database_at_revision_0001_gains_the_claim_columns(tmp_path: Path) -> 
     with sqlite3.connect(path) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-    assert {"claimed_by", "claim_expires"} <= columns and version == "0002"
+    assert {"claimed_by", "claim_expires"} <= columns and version == HEAD
 
 
 # --- 2. any node answers ------------------------------------------------------------------

@@ -312,6 +312,65 @@ risk_access_log = Table(
     sqlite_autoincrement=True,
 )
 
+# -- UB2: transaction data and control results (revision 0003) ----------------------------------
+ub2_sent = Table(
+    "ub2_sent",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    _text("partner"),
+    _text("reference"),
+    _text("source"),
+    _text("lane"),
+    _text("sent_at"),
+    _text("record"),
+)
+Index("ub2_sent_reference", ub2_sent.c.partner, ub2_sent.c.reference)
+ub2_received = Table(
+    "ub2_received",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    _text("sender"),
+    _text("reference"),
+    _text("source"),
+    _text("received_at"),
+    _text("record"),
+)
+Index("ub2_received_reference", ub2_received.c.sender, ub2_received.c.reference)
+ub2_control_results = Table(
+    "ub2_control_results",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    _text("direction"),
+    _text("partner"),
+    _text("reference"),
+    _text("transaction_reference"),
+    _text("transaction_message_id"),
+    _text("outcome"),
+    _text("at"),
+    _text("record"),
+    CheckConstraint("direction IN ('sent', 'received')", name="ub2_control_results_direction"),
+)
+Index(
+    "ub2_control_results_transaction",
+    ub2_control_results.c.transaction_reference,
+    ub2_control_results.c.partner,
+)
+ub2_refusals = Table(
+    "ub2_refusals",
+    metadata,
+    _serial("seq"),
+    _text("at"),
+    _text("actor"),
+    _text("partner"),
+    _text("kind"),
+    _text("reference"),
+    _text("code"),
+    _text("location"),
+    _text("rule"),
+    _text("message"),
+    sqlite_autoincrement=True,
+)
+
 # -- conformance runs ----------------------------------------------------------------------------
 conformance_runs = Table(
     "conformance_runs",
@@ -351,4 +410,41 @@ APPEND_ONLY: dict[str, str] = {
     "risk_access_log": "the access log is append-only",
 }
 
-__all__ = ["APPEND_ONLY", "metadata"]
+# Tables of later revisions that no UPDATE or DELETE may touch (each revision adds its own).
+APPEND_ONLY_UB2: dict[str, str] = {"ub2_refusals": "the refusal log is append-only"}
+
+PG_APPEND_ONLY_FUNCTION = """
+CREATE OR REPLACE FUNCTION gnc_append_only() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'restrict_violation';
+END
+$body$
+"""
+
+
+def append_only_ddl(dialect: str, tables: dict[str, str]) -> list[str]:
+    """The triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) on `tables`."""
+    statements: list[str] = []
+    if dialect == "postgresql":
+        statements.append(PG_APPEND_ONLY_FUNCTION)
+        for table, message in tables.items():
+            statements.append(
+                f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE "
+                f"ON {table} FOR EACH ROW EXECUTE FUNCTION gnc_append_only('{message}')"
+            )
+            statements.append(
+                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION gnc_append_only('{message}')"
+            )
+        return statements
+    for table, message in tables.items():
+        for event in ("UPDATE", "DELETE"):
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} "
+                f"BEFORE {event} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+    return statements
+
+
+__all__ = ["APPEND_ONLY", "APPEND_ONLY_UB2", "append_only_ddl", "metadata"]

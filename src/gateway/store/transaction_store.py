@@ -11,9 +11,9 @@
   location and the rule.
 
 Portable SQL only (the same statements run on PostgreSQL): ``?`` placeholders, timestamps as
-ISO 8601 text written from Python, ``INSERT ... ON CONFLICT``, no AUTOINCREMENT (the refusal
-log's ``seq`` is a plain INTEGER PRIMARY KEY the engine assigns). The tables are created with
-``Database.ensure_schema`` (idempotent DDL, on either engine) until they join the migrations.
+ISO 8601 text written from Python, ``INSERT ... ON CONFLICT``. The tables are defined in
+gateway.store.schema and created by migration 0003 on either engine; the refusal log is
+append-only (triggers refuse UPDATE and DELETE).
 Writes are functions of a connection so callers run them inside their unit of work: a send with
 its outbox entry, a receive with its inbox record.
 """
@@ -35,7 +35,6 @@ from gateway.translate import ub2_exchange
 from gateway.translate.ub2_exchange import Ub2Kind
 
 __all__ = [
-    "SCHEMA",
     "ControlResultEntry",
     "Direction",
     "Refusal",
@@ -43,52 +42,6 @@ __all__ = [
     "TransactionStore",
 ]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ub2_sent (
-    message_id TEXT PRIMARY KEY,
-    partner    TEXT NOT NULL,
-    reference  TEXT NOT NULL,
-    source     TEXT NOT NULL,
-    lane       TEXT NOT NULL,
-    sent_at    TEXT NOT NULL,
-    record     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ub2_sent_reference ON ub2_sent (partner, reference);
-CREATE TABLE IF NOT EXISTS ub2_received (
-    message_id  TEXT PRIMARY KEY,
-    sender      TEXT NOT NULL,
-    reference   TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    record      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ub2_received_reference ON ub2_received (sender, reference);
-CREATE TABLE IF NOT EXISTS ub2_control_results (
-    message_id             TEXT PRIMARY KEY,
-    direction              TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
-    partner                TEXT NOT NULL,
-    reference              TEXT NOT NULL,
-    transaction_reference  TEXT NOT NULL,
-    transaction_message_id TEXT NOT NULL,
-    outcome                TEXT NOT NULL,
-    at                     TEXT NOT NULL,
-    record                 TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ub2_control_results_transaction
-    ON ub2_control_results (transaction_reference, partner);
-CREATE TABLE IF NOT EXISTS ub2_refusals (
-    seq       INTEGER PRIMARY KEY,
-    at        TEXT NOT NULL,
-    actor     TEXT NOT NULL,
-    partner   TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    reference TEXT NOT NULL,
-    code      TEXT NOT NULL,
-    location  TEXT NOT NULL,
-    rule      TEXT NOT NULL,
-    message   TEXT NOT NULL
-);
-"""
 
 
 class Direction(StrEnum):
@@ -163,7 +116,6 @@ class TransactionStore:
     """The UB2 tables of the node's database."""
 
     def __init__(self, database: Database, own: Administration) -> None:
-        database.ensure_schema(SCHEMA)
         self.database = database
         self.own = own
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from gateway.store.schema import APPEND_ONLY, metadata
+from gateway.store.schema import APPEND_ONLY, append_only_ddl, metadata
 
 revision = "0001"
 down_revision = None
@@ -44,40 +44,14 @@ TABLES = (
     "conformance_promotions",
 )
 
-_PG_FUNCTION = """
-CREATE OR REPLACE FUNCTION gnc_append_only() RETURNS trigger LANGUAGE plpgsql AS $body$
-BEGIN
-    RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'restrict_violation';
-END
-$body$
-"""
-
-
 def upgrade() -> None:
     bind = op.get_bind()
     tables = [metadata.tables[name] for name in TABLES]
     metadata.create_all(bind, tables=tables, checkfirst=True)
-    if bind.dialect.name == "postgresql":
-        op.execute(_PG_FUNCTION)
-        for table, message in APPEND_ONLY.items():
-            op.execute(
-                f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE "
-                f"ON {table} FOR EACH ROW EXECUTE FUNCTION gnc_append_only('{message}')"
-            )
-            op.execute(
-                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION gnc_append_only('{message}')"
-            )
-    else:
-        # (A message log made before the hash chain existed is chained by the store when it
-        # is opened: gateway.store.message_log lifts its update trigger for that, once.)
-        for table, message in APPEND_ONLY.items():
-            for event in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} "
-                    f"BEFORE {event} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-                )
+    # (A message log made before the hash chain existed is chained by the store when it is
+    # opened: gateway.store.message_log lifts its update trigger for that, once.)
+    for statement in append_only_ddl(bind.dialect.name, APPEND_ONLY):
+        op.execute(statement)
 
 
 def downgrade() -> None:
