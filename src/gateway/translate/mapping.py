@@ -14,14 +14,18 @@ this module only knows how to read it and run it. A spec has four kinds of rows:
 
 Specs are checked against the record's dataclasses when loaded (unknown keys, unknown targets, a
 type that does not fit the field, a row with neither WCO ID nor note: UB2_MAPPING_INVALID
-naming file:row), then compiled once into a trie of element steps. A translation is a single
-walk over the message's elements with dictionary look-ups (no XPath per value): the hot path
-of the UB2 benchmark. Every carried value records the XPath it came from (1-based positions,
-prefixed by the message's base path), so a later finding points into the received document.
+naming file:row), then compiled once into a trie of element steps, and the trie written out
+as generated Python source (one function per element step, ``MappingSpec.generated_source``).
+A translation is a single pass over the message's elements (no XPath per value): the hot path
+of the UB2 benchmark. The walker that interprets the trie (``walk_spec``) is kept as the
+reference: it reports every refusal, and the tests compare the two. Every carried value
+records the XPath it came from (1-based positions, prefixed by the message's base path), so a
+later finding points into the received document.
 """
 
 from __future__ import annotations
 
+import linecache
 import re
 import tomllib
 import typing
@@ -51,6 +55,7 @@ __all__ = [
     "run_spec",
     "strip_predicates",
     "unmapped",
+    "walk_spec",
 ]
 
 VALUE_TYPES = ("text", "int", "decimal", "datetime")
@@ -124,6 +129,11 @@ class MappingSpec:
     # the Declaration_DS namespace), from the spec's [namespaces] table.
     namespaces: tuple[tuple[str, str], ...] = ()
     plan: _Plan | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def generated_source(self) -> str:
+        """The Python source of this spec's generated translator (for review and tracebacks)."""
+        return self.plan.source if self.plan is not None else ""
 
     def qname(self, local: str) -> str:
         prefix, _, name = local.rpartition(":")
@@ -595,6 +605,8 @@ def _finish(node: _Node) -> None:
 class _Plan:
     root: _Node
     namespace: str
+    source: str = ""  # the generated translator's Python source (see _Codegen)
+    run: _GeneratedRun | None = field(default=None, repr=False)
 
 
 def _navigation(
@@ -735,7 +747,8 @@ def compile_spec(spec: MappingSpec) -> MappingSpec:
             raise _spec_error(source, drow.row, f"{drow.source} is carried by another row")
         node.dropped = drow.reason
     _finish(root)
-    return replace(spec, plan=_Plan(root, spec.namespace))
+    generated, run = _generate(spec, root)
+    return replace(spec, plan=_Plan(root, spec.namespace, generated, run))
 
 
 def _enclosing(
@@ -837,8 +850,11 @@ def _xpath(where: _Where | str) -> str:
     return "/".join(reversed(steps))
 
 
-# (record, field, index in a list or -1, where)
-_Provenance = list[tuple["_Obj", str, int, Any]]
+# (record, field, index in a list or -1, where), or from a generated leaf (record, field, index,
+# where of the parent, step, element): the where of that element, unmade until asked for. The
+# generated translator names the record by its field path (a str), not by its _Obj, so the
+# records being built are freed once built, not kept as long as the consignment's source paths.
+_Provenance = list[tuple[Any, ...]]
 
 
 class SourcePaths(Mapping[str, str]):
@@ -854,9 +870,14 @@ class SourcePaths(Mapping[str, str]):
     def _paths(self) -> dict[str, Any]:
         if self._raw is None:
             raw: dict[str, Any] = {}
-            for obj, name, index, where in self._record:
-                key = f"{obj.path}.{name}" if obj.path else name
-                raw[f"{key}[{index}]" if index >= 0 else key] = where
+            for entry in self._record:
+                holder, name, index = entry[0], entry[1], entry[2]
+                path = holder if isinstance(holder, str) else holder.path
+                key = f"{path}.{name}" if path else name
+                # (obj, name, index, where) or, from a generated leaf, (..., where, step, element)
+                raw[f"{key}[{index}]" if index >= 0 else key] = (
+                    entry[3] if len(entry) == 4 else entry[3:]
+                )
             self._raw = raw
         return self._raw
 
@@ -1045,7 +1066,27 @@ def _build(shape: _Shape, obj: _Obj) -> Any:
 
 
 def run_spec(spec: MappingSpec, root: etree._Element, base_path: str, **fixed: Any) -> Consignment:
-    """Translate the message element ``root`` by ``spec`` (``fixed``: values set by the caller)."""
+    """Translate the message element ``root`` by ``spec`` (``fixed``: values set by the caller).
+
+    Runs the spec's generated translator; where that gives up (a message the walker refuses),
+    the walker runs and reports the error.
+    """
+    plan = spec.plan
+    if plan is None:  # pragma: no cover - parse_mapping_spec always compiles
+        raise _spec_error(spec.path, "", "spec not compiled")
+    if plan.run is not None:
+        try:
+            consignment, record = plan.run(root, base_path, fixed)
+        except (_Fallback, _Invalid, TransactionError):
+            pass
+        else:
+            object.__setattr__(consignment, "source_paths", SourcePaths(record))
+            return consignment  # type: ignore[no-any-return]
+    return walk_spec(spec, root, base_path, **fixed)
+
+
+def walk_spec(spec: MappingSpec, root: etree._Element, base_path: str, **fixed: Any) -> Consignment:
+    """``run_spec`` by the walker that interprets the trie: the generated translator's oracle."""
     plan = spec.plan
     if plan is None:  # pragma: no cover - parse_mapping_spec always compiles
         raise _spec_error(spec.path, "", "spec not compiled")
@@ -1056,6 +1097,366 @@ def run_spec(spec: MappingSpec, root: etree._Element, base_path: str, **fixed: A
     # source_paths is provenance, not data (compare=False): set on the frozen record once.
     object.__setattr__(consignment, "source_paths", SourcePaths(record))
     return consignment
+
+
+# --- the generated translator -------------------------------------------------------------------
+# The trie above is run two ways. ``_walk`` interprets it (a dictionary look-up and a few
+# attribute reads per element: the reference, kept as the oracle of the tests); the code below
+# writes it out once, at load time, as Python source specialised to the spec: one function per
+# element step with the child tags tested in place, the values set through local variables, and
+# one builder per record class that knows which of its fields the spec can fill. The spec stays
+# the single source of truth: the source is generated from the compiled rows, deterministically
+# (``MappingSpec.generated_source``), and registered with linecache so tracebacks show it.
+#
+# The generated code only ever *succeeds* on its own: anything the walker would refuse (a value
+# that does not convert, a second value for a single field, a record lacking a required field)
+# makes it give up (_Fallback), and the walker then runs on the same element and reports the
+# error exactly as it always has. A successful run produces the same records and source paths
+# as the walker (tests/test_mapping_codegen.py checks both ways on every sample).
+class _Fallback(Exception):
+    """The generated translator met what the walker refuses: let the walker report it."""
+
+
+_GeneratedRun = Callable[[etree._Element, str, dict[str, Any]], tuple[Any, "_Provenance"]]
+
+
+class _Writer:
+    """Python source, line by line, with the constants it refers to by name."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.env: dict[str, Any] = {}
+        self._names: dict[int, str] = {}
+
+    def line(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def const(self, prefix: str, value: Any) -> str:
+        """A global name for ``value`` in the generated module (one per object, numbered)."""
+        known = self._names.get(id(value))
+        if known is not None:
+            return known
+        name = f"{prefix}{len(self._names)}"
+        self._names[id(value)] = name
+        self.env[name] = value
+        return name
+
+
+class _Codegen:
+    """Writes one spec's trie as a module of functions (see the comment above)."""
+
+    def __init__(self, spec: MappingSpec, root: _Node) -> None:
+        self.spec = spec
+        self.root = root
+        self.out = _Writer()
+        self.walkers: dict[int, str] = {}  # id(node) -> its function name
+        self.pending: list[tuple[_Node, str, _Shape]] = []
+        self.filled: dict[type, dict[str, None]] = {}  # class -> fields the spec can fill
+        self.navs: dict[_Nav, int] = {}  # navigation -> its cache key in _Obj.cache
+        self.nav_lines: list[str] = []  # the _go_N functions
+        self.here: str | None = None  # the element being visited: its `here` variable, if made
+        self.display = ""  # and its step as recorded XPaths write it
+
+    # -- what the spec fills, per record class ---------------------------------------------
+    def _fill(self, shape: _Shape, name: str) -> None:
+        self.filled.setdefault(shape.cls, {})[name] = None
+
+    def _through(self, shape: _Shape, nav: _Nav) -> _Shape:
+        for op in nav:
+            self._fill(shape, op[1])
+            shape = _shape(shape.slots[op[1]].value)
+            if op[0] == "keyed":
+                self._fill(shape, op[2])  # the entry is made with its key field set
+        return shape
+
+    # -- walkers -------------------------------------------------------------------------------
+    def walker(self, node: _Node, shape: _Shape) -> str:
+        name = self.walkers.get(id(node))
+        if name is None:
+            name = self.walkers[id(node)] = f"_walk_{len(self.walkers)}"
+            self.pending.append((node, name, shape))
+        return name
+
+    def generate(self) -> tuple[str, dict[str, Any]]:
+        out = self.out
+        out.env.update(
+            _Obj=_Obj,
+            _Fallback=_Fallback,
+            _apply=_apply,
+            _matches=_matches,
+            _leaf_text=_leaf_text,
+            _new=object.__new__,
+            _set_state=object.__setattr__,
+        )
+        top = _shape(Consignment)
+        self._fill(top, "source")
+        first = self.walker(self.root, top)
+        out.line(0, "def run(root, base_path, fixed):")
+        out.line(1, "record = []")
+        source = out.const("SOURCE_", self.spec.source)
+        out.line(1, f'top = _Obj("", base_path, None, {{"source": {source}, **fixed}})')
+        out.line(1, f"{first}(root, top, base_path, record)")
+        out.line(1, "return _build_Consignment(top), record")
+        while self.pending:
+            node, name, shape = self.pending.pop(0)
+            self._walker_source(node, name, shape)
+        built: set[type] = set()
+        while len(built) < len(self.filled):  # a builder may name a class not yet built
+            cls = next(c for c in self.filled if c not in built)
+            built.add(cls)
+            self._builder_source(_shape(cls))
+        return "\n".join([*out.lines, *self.nav_lines]) + "\n", out.env
+
+    def _walker_source(self, node: _Node, name: str, shape: _Shape) -> None:
+        out = self.out
+        out.line(0, "")
+        out.line(0, f"def {name}(el, o, where, record):  # {node.display}")
+        for attribute, actions in node.attributes.items():
+            if not actions:
+                continue
+            for action in actions:
+                self._fill(self._through(shape, action.nav), action.name)
+            acts = out.const("ACTIONS_", actions)
+            out.line(1, f"v = el.get({attribute!r})")
+            out.line(1, "if v is not None:")
+            out.line(2, f"_apply({acts}, o, v, (where, {'@' + attribute!r}, 0), record)")
+        tags: dict[str, list[tuple[Any, _Node]]] = {}
+        for tag, sub in node.simple.items():
+            tags.setdefault(tag, []).append((None, sub))
+        for tag, entries in node.predicated.items():
+            tags.setdefault(tag, []).extend(entries)
+        if not tags:
+            out.line(1, "return")
+            return
+        out.line(1, "ov = o.values")
+        out.line(1, "add = record.append")
+        # Every child, not iterchildren(Element): a processing instruction's tag is a function,
+        # which no test below matches (the walker skips it the same way).
+        out.line(1, "for c in el:")
+        ordered = list(tags.items())
+        if len(ordered) <= 3:
+            out.line(2, "t = c.tag")
+            for index, (tag, entries) in enumerate(ordered):
+                out.line(2, f"{'if' if index == 0 else 'elif'} t == {tag!r}:")
+                self._visits(entries, shape, 3)
+            return
+        keys = out.const("TAGS_", {tag: index for index, (tag, _) in enumerate(ordered)})
+        out.line(2, f"k = {keys}.get(c.tag)")
+        out.line(2, "if k is None:")
+        out.line(3, "continue")
+        self._tree(ordered, 0, len(ordered), shape, 2)
+
+    def _tree(
+        self,
+        ordered: list[tuple[str, list[tuple[Any, _Node]]]],
+        low: int,
+        high: int,
+        shape: _Shape,
+        depth: int,
+    ) -> None:
+        """A binary search over the tag numbers low..high-1 (k is known to be in range)."""
+        line = self.out.line
+        if high - low == 1:
+            self._visits(ordered[low][1], shape, depth)
+        elif high - low == 2:
+            line(depth, f"if k == {low}:")
+            self._visits(ordered[low][1], shape, depth + 1)
+            line(depth, "else:")
+            self._visits(ordered[low + 1][1], shape, depth + 1)
+        else:
+            middle = (low + high) // 2
+            line(depth, f"if k < {middle}:")
+            self._tree(ordered, low, middle, shape, depth + 1)
+            line(depth, "else:")
+            self._tree(ordered, middle, high, shape, depth + 1)
+
+    def _visits(self, entries: list[tuple[Any, _Node]], shape: _Shape, depth: int) -> None:
+        for predicate, sub in entries:
+            if predicate is None:
+                self._visit(sub, shape, depth)
+            else:
+                self.out.line(depth, f"if _matches(c, {self.out.const('PREDICATE_', predicate)}):")
+                self._visit(sub, shape, depth + 1)
+
+    def _nav(self, holder: str, nav: _Nav, into: str, depth: int) -> None:
+        """``into`` = the object ``nav`` leads to from ``holder`` (made on first use)."""
+        key = self._navigator(nav)
+        self.out.line(depth, f"{into} = {holder}.cache.get({key})")
+        self.out.line(depth, f"if {into} is None:")
+        here = self.here or f"(where, {self.display!r}, c)"
+        self.out.line(depth + 1, f"{into} = _go_{key}({holder}, {here})")
+
+    def _navigator(self, nav: _Nav) -> int:
+        """The number of a function doing ``_navigate`` for ``nav`` (equal navigations share
+        it); it caches its result, and that of each shorter prefix, in ``_Obj.cache``."""
+        key = self.navs.get(nav)
+        if key is not None:
+            return key
+        prefix = self._navigator(nav[:-1]) if len(nav) > 1 else None
+        key = self.navs[nav] = len(self.navs)
+        lines = self.nav_lines
+        lines.append("")
+        lines.append(f"def _go_{key}(o, here):")
+        if prefix is None:
+            lines.append("    t = o")
+        else:
+            lines.append(f"    t = o.cache.get({prefix})")
+            lines.append("    if t is None:")
+            lines.append(f"        t = _go_{prefix}(o, here)")
+        op = nav[-1]
+        name = op[1]
+        lines.append(f"    e = t.values.get({name!r})")
+        lines.append("    pp = t.path")
+        if op[0] == "object":
+            lines.append("    if e is None:")
+            path = f'f"{{pp}}.{name}" if pp else {name!r}'
+            lines.append(f"        e = t.values[{name!r}] = _Obj({path}, here)")
+        else:
+            entry = self.out.const("KEY_", op[3])
+            lines.append("    if e is None:")
+            lines.append(f"        e = t.values[{name!r}] = []")
+            lines.append("    for n in e:")
+            lines.append(f"        if n.key is {entry} and not n.repeated:")
+            lines.append("            e = n")
+            lines.append("            break")
+            lines.append("    else:")
+            path = f'f"{{pp}}.{name}[{{len(e)}}]" if pp else f"{name}[{{len(e)}}]"'
+            lines.append(f"        n = _Obj({path}, here, {entry}, {{{op[2]!r}: {entry}}})")
+            lines.append("        e.append(n)")
+            lines.append("        e = n")
+        lines.append(f"    o.cache[{key}] = e")
+        lines.append("    return e")
+        return key
+
+    def _visit(self, sub: _Node, shape: _Shape, depth: int) -> None:
+        out = self.out
+        line = out.line
+        # A leaf's provenance is one tuple (holder, field, index, where, step, element), not a
+        # `here` tuple and a record tuple: fewer allocations for the values most elements carry.
+        self.here = "here" if sub.enter is not None or sub.descend else None
+        self.display = sub.display
+        if self.here:
+            line(depth, f"here = (where, {sub.display!r}, c)")
+        target = "o"
+        inner = shape
+        enter = sub.enter
+        if enter is not None:
+            parent = "o"
+            if enter.nav:
+                self._nav("o", enter.nav, "p", depth)
+                parent = "p"
+            parent_shape = self._through(shape, enter.nav)
+            self._fill(parent_shape, enter.name)
+            inner = _shape(parent_shape.slots[enter.name].value)
+            line(depth, f"e = {_values(parent)}.get({enter.name!r})")
+            line(depth, "if e is None:")
+            line(depth + 1, f"e = {_values(parent)}[{enter.name!r}] = []")
+            line(depth, "i = len(e)")
+            line(depth, f"pp = {parent}.path")
+            path = f'f"{{pp}}.{enter.name}[{{i}}]" if pp else f"{enter.name}[{{i}}]"'
+            if enter.key is None:
+                line(depth, f"n = _Obj({path}, here)")
+            else:
+                key = out.const("KEY_", enter.key)
+                self._fill(inner, enter.key_field)
+                line(depth, f"n = _Obj({path}, here, {key}, {{{enter.key_field!r}: {key}}})")
+                line(depth, "n.repeated = True")
+            line(depth, "e.append(n)")
+            line(depth, f"add(({parent}.path, {enter.name!r}, i, here))")
+            target = "n"
+        if sub.actions:
+            line(depth, "x = c.text if len(c) == 0 else _leaf_text(c)")
+            line(depth, "if x:")
+            for action in sub.actions:
+                self._action(action, target, inner, depth + 1)
+        if sub.descend:
+            line(depth, f"{self.walker(sub, inner)}(c, {target}, here, record)")
+
+    def _action(self, action: _Action, target: str, shape: _Shape, depth: int) -> None:
+        out = self.out
+        holder = target
+        if action.nav:
+            self._nav(target, action.nav, "h", depth)
+            holder = "h"
+        self._fill(self._through(shape, action.nav), action.name)
+        value = "x" if action.convert is str else f"{out.const('CONVERT_', action.convert)}(x)"
+        name = action.name
+        if action.append:
+            out.line(depth, f"vs = {_values(holder)}.get({name!r})")
+            out.line(depth, "if vs is None:")
+            out.line(depth + 1, f"vs = {_values(holder)}[{name!r}] = []")
+            out.line(depth, f"add(({holder}.path, {name!r}, len(vs), {self._where()}))")
+            out.line(depth, f"vs.append({value})")
+        else:
+            out.line(depth, f"if {name!r} in {_values(holder)}:")
+            out.line(depth + 1, "raise _Fallback")
+            out.line(depth, f"{_values(holder)}[{name!r}] = {value}")
+            out.line(depth, f"add(({holder}.path, {name!r}, -1, {self._where()}))")
+
+    def _where(self) -> str:
+        """The tail of a provenance entry: ``here``, or where, step and element of a leaf."""
+        return self.here or f"where, {self.display!r}, c"
+
+    # -- builders ------------------------------------------------------------------------------
+    def _builder_source(self, shape: _Shape) -> None:
+        out = self.out
+        cls = shape.cls
+        filled = self.filled.get(cls, {})
+        cls_name = out.const("CLASS_", cls)
+        out.line(0, "")
+        out.line(0, f"def _build_{cls.__name__}(o):")
+        out.line(1, "v = o.values")
+        for name in shape.required:
+            if name not in filled:  # never filled: the walker reports the missing value
+                out.line(1, "raise _Fallback")
+                return
+            out.line(1, f"if {name!r} not in v:")
+            out.line(2, "raise _Fallback")
+        defaults = out.const("DEFAULTS_", dict(shape.defaults))
+        out.line(1, f"d = {{**{defaults}, **v}}" if shape.plain else "d = dict(v)")
+        if shape.plain:
+            for name, factory in shape.factories.items():
+                out.line(1, f"if {name!r} not in v:")
+                out.line(2, f"d[{name!r}] = {out.const('FACTORY_', factory)}()")
+        for name in filled:
+            slot = shape.slots[name]
+            if slot.kind == "scalar":
+                continue
+            out.line(1, f"x = v.get({name!r})")
+            out.line(1, "if x is not None:")
+            if slot.kind == "scalars":
+                out.line(2, f"d[{name!r}] = tuple(x)")
+                continue
+            if slot.kind == "objects":
+                out.line(2, f"d[{name!r}] = tuple([_build_{slot.value.__name__}(e) for e in x])")
+            else:
+                out.line(2, f"d[{name!r}] = _build_{slot.value.__name__}(x)")
+            self.filled.setdefault(slot.value, {})
+        if not shape.plain:
+            out.line(1, f"return {cls_name}(**d)")
+            return
+        # The classes have no __post_init__: filling __dict__ makes exactly what __init__ would,
+        # without a frozen dataclass's object.__setattr__ per field.
+        out.line(1, f"m = _new({cls_name})")
+        out.line(1, "_set_state(m, '__dict__', d)")
+        out.line(1, "return m")
+
+
+def _values(holder: str) -> str:
+    """The generated expression for an object's values (``o``'s are a local of its walker)."""
+    return "ov" if holder == "o" else f"{holder}.values"
+
+
+def _generate(spec: MappingSpec, root: _Node) -> tuple[str, _GeneratedRun]:
+    """The generated translator of a compiled trie: its source, and its ``run`` function."""
+    source, env = _Codegen(spec, root).generate()
+    filename = f"<mapping {spec.name} {spec.source}>"
+    code = compile(source, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = dict(env)
+    exec(code, namespace)  # our own source, generated from a checked spec
+    run: _GeneratedRun = namespace["run"]
+    return source, run
 
 
 # --- checking a message against a spec: what no row names ---------------------------------------

@@ -22,6 +22,7 @@ Code lists are *not* checked here: `model.codelists.consignment_findings` report
 from __future__ import annotations
 
 import json
+import linecache
 import re
 import types
 import typing
@@ -869,13 +870,139 @@ _ROOT_PLANS: dict[Ub2Kind, tuple[_Slot, ...]] = {
 }
 
 
+# The writer above interprets the plans; the one below is generated from the same plans once, at
+# import: a function per message with each field's test and markup written in place (a third of
+# the time). It only ever writes what the interpreter would write: a value of an unexpected type
+# or out of range, a required field left empty, or text that cannot be written makes it give up
+# (_Fallback) and the interpreter writes the record, or names the field that cannot travel.
+# Escaping: the plain variant collects every text it writes and checks them all with one search
+# at the end; when some need escaping, the escaping variant writes the record again.
+class _Fallback(Exception):
+    """The generated writer met a value it does not write itself: the interpreter takes over."""
+
+
+class _XmlCodegen:
+    """Python source of the XML writer of the UB2 plans, in one of two variants."""
+
+    def __init__(self, escaping: bool) -> None:
+        self.escaping = escaping
+        self.lines: list[str] = []
+        self.names: dict[tuple[_Slot, ...], str] = {}
+        self.pending: list[tuple[tuple[_Slot, ...], str]] = []
+
+    def function(self, plan: tuple[_Slot, ...]) -> str:
+        name = self.names.get(plan)
+        if name is None:
+            name = self.names[plan] = f"_message_{len(self.names)}"
+            self.pending.append((plan, name))
+        return name
+
+    def generate(self) -> str:
+        roots = [
+            f"ROOTS[{kind.value!r}] = {self.function(plan)}" for kind, plan in _ROOT_PLANS.items()
+        ]
+        while self.pending:
+            plan, name = self.pending.pop(0)
+            self._message(plan, name)
+        return "\n".join([*self.lines, "", *roots]) + "\n"
+
+    def _message(self, plan: tuple[_Slot, ...], name: str) -> None:
+        line = self.lines.append
+        line("")
+        line(f"def {name}(r, out, add, text):")
+        for slot in plan:
+            line(f"    v = r.{slot.attribute}")
+            if slot.required:
+                line("    if v is None:")
+                line("        raise _Fallback")
+                body = "    "
+            else:
+                line("    if v is not None:")
+                body = "        "
+            if slot.repeated:
+                line(f"{body}for v in v:")
+                body += "    "
+            self._value(slot, body)
+
+    def _value(self, slot: _Slot, at: str) -> None:
+        line = self.lines.append
+        open_, close = slot.open, slot.close
+        kind = slot.kind
+        if kind == "message":
+            line(f"{at}add({open_!r})")
+            line(f"{at}m = len(out)")
+            line(f"{at}{self.function(slot.plan)}(v, out, add, text)")
+            line(f"{at}if len(out) == m:")
+            line(f"{at}    out[-1] = {slot.empty!r}")
+            line(f"{at}else:")
+            line(f"{at}    add({close!r})")
+            return
+        if kind in ("text", "enum"):
+            if kind == "enum":
+                line(f"{at}if not isinstance(v, _Enum):")
+                line(f"{at}    raise _Fallback")
+                line(f"{at}v = v._value_")
+            line(f"{at}if v.__class__ is not str:")
+            line(f"{at}    raise _Fallback")
+            line(f"{at}v = _escaped(v)" if self.escaping else f"{at}text(v)")
+            value = "{v}"
+        elif kind == "int":
+            line(f"{at}if v.__class__ is not int or not {_INT64.start} <= v < {_INT64.stop}:")
+            line(f"{at}    raise _Fallback")
+            value = "{v}"
+        elif kind == "decimal":
+            line(f"{at}if v.__class__ is not _Decimal or not v.is_finite():")
+            line(f"{at}    raise _Fallback")
+            value = "{v:f}"
+        elif kind == "datetime":
+            line(f"{at}v = _datetime_xml(v)")
+            value = "{v}"
+        else:  # bool
+            line(f"{at}if v is not True and v is not False:")
+            line(f"{at}    raise _Fallback")
+            line(f"{at}v = 'true' if v else 'false'")
+            value = "{v}"
+        line(f"{at}add(f{open_ + value + close!r})")
+
+
+def _generated_writers() -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The generated writer's source (both variants) and their root functions by kind."""
+    variants = []
+    for escaping in (False, True):
+        source = _XmlCodegen(escaping).generate()
+        filename = f"<ub2 xml writer{' escaping' if escaping else ''}>"
+        code = compile(source, filename, "exec")
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict[str, Any] = {
+            "ROOTS": {},
+            "_Fallback": _Fallback,
+            "_Enum": Enum,
+            "_Decimal": Decimal,
+            "_escaped": _escaped,
+            "_datetime_xml": _datetime_xml,
+        }
+        exec(code, namespace)  # our own source, generated from the plans
+        variants.append((source, namespace["ROOTS"]))
+    (plain_source, plain), (_, escaping_roots) = variants
+    return plain_source, plain, escaping_roots
+
+
+_GENERATED_SOURCE, _PLAIN_WRITERS, _ESCAPING_WRITERS = _generated_writers()
+
+
 def _xml_bytes(record: Ub2Record) -> bytes:
     kind = kind_of(record)
-    out = [
-        "<?xml version='1.0' encoding='UTF-8'?>\n",
-        f'<{kind.value} xmlns="{NAMESPACE}">',
-    ]
-    _write(_ROOT_PLANS[kind], record, out, "")
+    head = f"<?xml version='1.0' encoding='UTF-8'?>\n<{kind.value} xmlns=\"{NAMESPACE}\">"
+    try:
+        out = [head]
+        texts: list[str] = []
+        _PLAIN_WRITERS[kind.value](record, out, out.append, texts.append)
+        if _SPECIAL.search("".join(texts)) is not None:
+            out = [head]
+            _ESCAPING_WRITERS[kind.value](record, out, out.append, None)
+    except (_Fallback, _CannotTravel):
+        out = [head]
+        _write(_ROOT_PLANS[kind], record, out, "")
     out.append(f"</{kind.value}>")
     return "".join(out).encode("utf-8")
 
