@@ -35,7 +35,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 from lxml import etree
@@ -70,6 +70,7 @@ from gateway.model.control_result import (
     DiscrepancyKind,
     SealCheck,
 )
+from gateway.translate.protobuf_xml import read_into
 from gateway.translate.ub3_exchange import CONTENT_TYPES, PayloadForm
 
 __all__ = [
@@ -1008,38 +1009,6 @@ def _xml_bytes(record: Ub2Record) -> bytes:
 
 
 @cache
-def _fields_by_element(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
-    return {_NS + element_name(f): f for f in descriptor.fields}
-
-
-def _from_xml(element: etree._Element, msg: Any) -> None:
-    fields_ = _fields_by_element(msg.DESCRIPTOR)
-    for child in element:
-        field = fields_.get(str(child.tag))
-        if field is None:  # the XSD has been checked, so this is a bug in it or here
-            raise _malformed(f"unexpected element {child.tag!s}", f"line {child.sourceline}")
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            target = (
-                getattr(msg, field.name).add() if field.is_repeated else getattr(msg, field.name)
-            )
-            target.SetInParent()
-            _from_xml(child, target)
-            continue
-        text = child.text or ""
-        value: Any
-        if field.type == FieldDescriptor.TYPE_BOOL:
-            value = text.strip() in ("true", "1")
-        elif field.type == FieldDescriptor.TYPE_INT64:
-            value = int(text)
-        else:
-            value = text
-        if field.is_repeated:
-            getattr(msg, field.name).append(value)
-        else:
-            setattr(msg, field.name, value)
-
-
-@cache
 def schema() -> etree.XMLSchema:
     """ub2-transaction.xsd, loaded once from the package (it imports nothing: no network)."""
     data = (resources.files("gateway.translate") / "schemas" / "ub2-transaction.xsd").read_bytes()
@@ -1102,7 +1071,7 @@ def decode(
         detail = f"line {first.line}: {first.message}" if first else "invalid"
         location = first.path if first is not None and first.path else "payload"
         raise _malformed(f"not valid against ub2-transaction.xsd: {detail}", location)
-    _from_xml(root, msg)
+    read_into(root, msg, namespace=NAMESPACE, element_name=element_name, malformed=_malformed)
     return from_message(kind, msg)
 
 

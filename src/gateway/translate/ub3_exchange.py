@@ -48,6 +48,7 @@ from gateway.model.risk import (
     UB3Record,
     parse_area,
 )
+from gateway.translate.protobuf_xml import read_into
 
 __all__ = [
     "CONTENT_TYPES",
@@ -338,38 +339,6 @@ def _is_repeated(field: FieldDescriptor) -> bool:
 
 
 @cache
-def _fields_by_element(descriptor: Any) -> dict[str, FieldDescriptor]:
-    return {_NS + _element_name(f): f for f in descriptor.fields}
-
-
-def _from_xml(element: etree._Element, msg: Any) -> None:
-    fields = _fields_by_element(msg.DESCRIPTOR)
-    for child in element:
-        field = fields.get(str(child.tag))
-        if field is None:  # the XSD has been checked, so this is a bug in it or here
-            raise _malformed(f"unexpected element {child.tag!s}", f"line {child.sourceline}")
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            target = (
-                getattr(msg, field.name).add() if _is_repeated(field) else getattr(msg, field.name)
-            )
-            target.SetInParent()
-            _from_xml(child, target)
-            continue
-        text = child.text or ""
-        value: Any
-        if field.type == FieldDescriptor.TYPE_BOOL:
-            value = text == "true" or text == "1"
-        elif field.type == FieldDescriptor.TYPE_UINT32:
-            value = int(text)
-        else:
-            value = text
-        if _is_repeated(field):
-            getattr(msg, field.name).append(value)
-        else:
-            setattr(msg, field.name, value)
-
-
-@cache
 def _schema() -> etree.XMLSchema:
     """Our XSD, loaded once from the package (it imports nothing, so no network)."""
     data = (resources.files("gateway.translate") / "schemas" / "ub3-risk.xsd").read_bytes()
@@ -423,5 +392,5 @@ def decode(
         first = schema.error_log[0] if schema.error_log else None
         detail = f"line {first.line}: {first.message}" if first else "invalid"
         raise _malformed(f"not valid against ub3-risk.xsd: {detail}", "payload")
-    _from_xml(root, msg)
+    read_into(root, msg, namespace=NAMESPACE, element_name=_element_name, malformed=_malformed)
     return from_message(kind, msg)
