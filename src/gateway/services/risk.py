@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from gateway.config import GatewayConfig, PartnerBinding
 from gateway.envelope.intake import Accepted
 from gateway.envelope.keys import SigningIdentity
-from gateway.envelope.opened import Binding, new_header
+from gateway.envelope.opened import Binding
 from gateway.errors import (
     RISK_NO_AGREEMENT,
     RISK_NOT_ORIGINATOR,
@@ -47,14 +47,15 @@ from gateway.errors import (
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.header import utc_now
 from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
-from gateway.node import Apply, InboundHandler, seal_envelope
+from gateway.node import Apply, InboundHandler
 from gateway.partners.handling import HandlingRules, prepare_outbound
+from gateway.services.sending import form_for, seal_and_queue
 from gateway.store.database import Database
-from gateway.store.outbox import OutboundMessage, SqliteOutbox
+from gateway.store.outbox import SqliteOutbox
 from gateway.store.risk_store import Received, RiskStore, Sent
 from gateway.translate import ub3_exchange
 from gateway.translate.crms_risk import parse_feedback_form, parse_form
-from gateway.translate.ub3_exchange import CONTENT_TYPES, PayloadForm
+from gateway.translate.ub3_exchange import CONTENT_TYPES
 
 __all__ = [
     "RiskPartner",
@@ -74,10 +75,6 @@ SCHEMA_VERSION = "1.0"
 def ordering_key(partner: Administration) -> str:
     """All UB3 traffic to one partner is delivered in the order queued (feedback after record)."""
     return f"ub3:{partner.value}"
-
-
-def form_for(binding: Binding) -> PayloadForm:
-    return PayloadForm.PROTOBUF if binding is Binding.PROTOBUF else PayloadForm.XML
 
 
 @dataclass(frozen=True)
@@ -238,35 +235,28 @@ class RiskService:
         correlation_id: str | None,
     ) -> SendResult:
         form = form_for(partner.binding)
-        data = ub3_exchange.encode(record, form)
-        header = new_header(
-            payload=data,
+
+        def record_sent(message_id: str) -> None:
+            self.store.record_sent(conn, message_id, partner.administration, record, removed, now)
+
+        message_id = seal_and_queue(
+            conn,
+            self.outbox,
+            self.identity,
+            partner=partner.administration,
+            binding=partner.binding,
             utility_block=UtilityBlock.UB3,
             message_type=record.kind.value,
-            sender=self.own,
-            receiver=partner.administration,
-            payload_content_type=CONTENT_TYPES[form],
+            payload=ub3_exchange.encode(record, form),
+            content_type=CONTENT_TYPES[form],
             schema_version=SCHEMA_VERSION,
-            handling_label=record.label,
-            correlation_id=correlation_id,
-        )
-        raw = seal_envelope(partner.binding, header, data, self.identity)
-        self.store.record_sent(conn, header.message_id, partner.administration, record, removed,
-                               now)  # fmt: skip
-        self.outbox.enqueue(
-            conn,
-            OutboundMessage(
-                message_id=header.message_id,
-                partner=partner.administration,
-                binding=partner.binding,
-                ordering_key=ordering_key(partner.administration),
-                utility_block=UtilityBlock.UB3,
-                message_type=header.message_type,
-                envelope=raw,
-            ),
+            ordering_key=ordering_key(partner.administration),
             now=now,
+            correlation_id=correlation_id,
+            handling_label=record.label,
+            before_queue=record_sent,
         )
-        return SendResult(header.message_id, partner.administration, record, removed)
+        return SendResult(message_id, partner.administration, record, removed)
 
     def _log_refusal(
         self,

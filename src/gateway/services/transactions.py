@@ -37,7 +37,7 @@ from pathlib import Path
 from gateway.config import GatewayConfig, PartnerBinding, PartnerConfig
 from gateway.envelope.intake import Accepted
 from gateway.envelope.keys import SigningIdentity
-from gateway.envelope.opened import Binding, new_header
+from gateway.envelope.opened import Binding
 from gateway.errors import (
     UB2_CONTROL_RESULT_INVALID,
     UB2_NO_LANE,
@@ -52,10 +52,11 @@ from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.consignment import Consignment
 from gateway.model.control_result import ControlResult
 from gateway.model.header import utc_now
-from gateway.node import Apply, InboundHandler, seal_envelope
+from gateway.node import Apply, InboundHandler
 from gateway.partners.lanes import Ub2Rules, lane_for
+from gateway.services.sending import form_for, seal_and_queue
 from gateway.store.database import Database
-from gateway.store.outbox import OutboundMessage, SqliteOutbox
+from gateway.store.outbox import SqliteOutbox
 from gateway.store.transaction_store import (
     ControlResultEntry,
     Direction,
@@ -64,7 +65,7 @@ from gateway.store.transaction_store import (
 )
 from gateway.translate import ub2_exchange
 from gateway.translate.ub2_exchange import Ub2Kind, Ub2Record
-from gateway.translate.ub3_exchange import CONTENT_TYPES, PayloadForm
+from gateway.translate.ub3_exchange import CONTENT_TYPES
 
 __all__ = [
     "SendResult",
@@ -85,10 +86,6 @@ def ordering_key(partner: Administration, reference: str) -> str:
     """One key per partner and transaction: an amendment (and a control result) is delivered
     after what it follows, while other transactions are not held up behind it."""
     return f"ub2:{partner.value}:{reference}"
-
-
-def form_for(binding: Binding) -> PayloadForm:
-    return PayloadForm.PROTOBUF if binding is Binding.PROTOBUF else PayloadForm.XML
 
 
 @dataclass(frozen=True)
@@ -286,33 +283,22 @@ class TransactionService:
         record_row: Callable[[str], None],
     ) -> str:
         form = form_for(partner.binding)
-        data = ub2_exchange.encode(record, form)
-        header = new_header(
-            payload=data,
+        return seal_and_queue(
+            conn,
+            self.outbox,
+            self.identity,
+            partner=partner.administration,
+            binding=partner.binding,
             utility_block=UtilityBlock.UB2,
             message_type=kind.value,
-            sender=self.own,
-            receiver=partner.administration,
-            payload_content_type=CONTENT_TYPES[form],
+            payload=ub2_exchange.encode(record, form),
+            content_type=CONTENT_TYPES[form],
             schema_version=SCHEMA_VERSION,
-            correlation_id=correlation_id,
-        )
-        raw = seal_envelope(partner.binding, header, data, self.identity)
-        record_row(header.message_id)
-        self.outbox.enqueue(
-            conn,
-            OutboundMessage(
-                message_id=header.message_id,
-                partner=partner.administration,
-                binding=partner.binding,
-                ordering_key=ordering_key(partner.administration, reference),
-                utility_block=UtilityBlock.UB2,
-                message_type=kind.value,
-                envelope=raw,
-            ),
+            ordering_key=ordering_key(partner.administration, reference),
             now=now,
+            correlation_id=correlation_id,
+            before_queue=record_row,
         )
-        return header.message_id
 
     def _log_refusal(
         self,
