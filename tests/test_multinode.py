@@ -11,6 +11,14 @@
   none sent twice while both live (no duplicate at US), each key in queue order; then the same
   with one node SIGKILLed mid-run: the survivor takes its claims over after the lease, US
   still stores each once and in order, and `gncgw log verify` passes on both sides.
+* UB1 across nodes (the queue lock `serialise_ub1_queue` and the schedule's `FULL_LIST_LOCK`):
+  imports on one node and full lists on another, concurrently and in a forced interleaving (an
+  import's insert held uncommitted while the other node queues); the ub1:US key, replayed in
+  delivery order into a real US receiver, never has a full list that lacks a change queued
+  before its end, and leaves US exactly the EU list; two nodes' schedules queue one full list
+  per interval. The forced interleavings are also run with each lock disabled, to show they
+  reach the window the lock closes. End to end: two `gncgw serve` nodes deliver it all to a
+  live US gateway, which ends with the EU list.
 
 PostgreSQL only (the SQLite claim is checked to stay a read); skipped without the test server,
 failed in CI without it (crash_harness.require_backend).
@@ -18,15 +26,20 @@ failed in CI without it (crash_harness.require_backend).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from crash_harness import (
@@ -42,20 +55,41 @@ from crash_harness import (
     require_backend,
     write_gateway_config,
 )
-from test_crash_safety import _queue_changes, _trust, _versions_in_inbox_order
+from test_crash_safety import (
+    _queue_changes,
+    _trust,
+    _us_eligible_records,
+    _versions_in_inbox_order,
+)
 
 from gateway import testpki
 from gateway.config import load_config
+from gateway.envelope.intake import check_envelope
 from gateway.envelope.opened import Binding, new_header
-from gateway.errors import DLV_OUTBOX_STATE, DeliveryError
+from gateway.errors import DLV_OUTBOX_STATE, DeliveryError, GatewayError
+from gateway.model.aeo import AeoRecord
+from gateway.model.aeo_list import AeoChange, ChangeKind
 from gateway.model.codes import Administration, UtilityBlock
+from gateway.model.header import utc_now
 from gateway.node import seal_envelope
-from gateway.partners.profile import eligible_for
-from gateway.services.aeo import ask_partner
+from gateway.partners.profile import eligible_for, load_profile, partner_view
+from gateway.services import aeo as aeo_service
+from gateway.services.aeo import (
+    AeoService,
+    SyncResult,
+    Ub1InboundHandler,
+    Ub1Partner,
+    ask_partner,
+    decode_payload,
+    ordering_key,
+)
+from gateway.services.schedule import FullListSchedule
+from gateway.store.aeo_store import AeoStore
 from gateway.store.database import Database, open_database
 from gateway.store.message_log import Direction, LogOutcome
 from gateway.store.outbox import OutboundMessage, OutboundState, SqliteOutbox
 from gateway.store.postgres import PostgresDatabase
+from gateway.translate.aeo_exchange import FullListEnd, FullListPart, MessageType, StatusChanges
 from gateway.translate.eos_aeo import ExportKind, load_mapping_spec, write_eos_xml
 from gateway.translate.sample_aeo import generate_records
 from gateway.transport.grpc_client import GrpcPartnerClient, PartnerExchange
@@ -498,7 +532,10 @@ def _two_nodes_drain(server: str, pki: testpki.TestPki, tmp_path: Path, *, kill:
     )
     if not kill:
         assert duplicates == 0, "a message was sent by both nodes"
-        assert set(by_node) == {"eu-a", "eu-b"}, f"one node delivered everything: {by_node}"
+        # Which node settles how many depends on the machine's load (on a busy CI machine one
+        # node may take everything); that they share without overlap is proven deterministically
+        # by test_two_nodes_draining_at_once_share_the_work_without_overlap.
+        assert set(by_node) <= {"eu-a", "eu-b"}, by_node
     else:
         assert orphans, "the kill left no claim to take over"
         assert duplicates <= len(orphans), "more resends than claims the kill left"
@@ -540,3 +577,534 @@ def test_a_node_killed_mid_run_is_taken_over_after_its_lease(
     server: str, node_pki: testpki.TestPki, tmp_path: Path, quiet_cli: None
 ) -> None:
     _two_nodes_drain(server, node_pki, tmp_path, kill=True)
+
+
+# --- 4. UB1 on two nodes: the queue lock and the full-list schedule lock --------------------------
+# Two AeoService instances on two PostgresDatabase connections to one database are two nodes for
+# this purpose: each has its own writer (its own transactions), PostgreSQL arbitrates. Every UB1
+# message for US goes under one ordering key, so the outbox read by key and seq is exactly what
+# delivery sends, in that order; it is replayed into a real US receiver (Ub1InboundHandler on an
+# AeoStore of its own, each envelope verified first) to see what US would end up holding.
+UB1_PART_SIZE = 4  # 12 records -> 3 parts, one part per unit: as many units (and windows) as can be
+
+
+class _HoldingOutbox(SqliteOutbox):
+    """An outbox that holds the first unit of work queueing through it open, after its insert
+    and before its commit, until released: forces another node's transaction into that window.
+    (The insert has taken its identity value; its commit comes later: the case the lock is for.)
+    """
+
+    def __init__(self, database: Database, *, node_id: str) -> None:
+        super().__init__(database, node_id=node_id)
+        self.inserted = threading.Event()
+        self.proceed = threading.Event()
+        self._armed = True
+
+    def enqueue(self, conn: Any, message: OutboundMessage, *, now: datetime | None = None) -> None:
+        super().enqueue(conn, message, now=now)
+        if self._armed:
+            self._armed = False
+            self.inserted.set()
+            if not self.proceed.wait(30):
+                raise TimeoutError("the held unit was never released")
+
+
+class _Clock:
+    """The nodes' shared clock: the schedule's intervals pass in a test at will."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _ub1_node(
+    url: str, pki: testpki.TestPki, node_id: str, *, outbox: type[SqliteOutbox] = SqliteOutbox,
+    clock: Callable[[], datetime] = utc_now,
+) -> AeoService:  # fmt: skip
+    """An EU node's AEO service on its own connection to the shared database."""
+    database = PostgresDatabase(url)
+    spec = load_mapping_spec(SPEC_PATH.read_bytes(), SPEC_PATH.name)
+    profile = load_profile(US_PROFILE.read_text(), US_PROFILE.name)
+    return AeoService(
+        store=AeoStore(database, EU),
+        outbox=outbox(database, node_id=node_id),
+        identity=pki.identity("EU"),
+        partners=[Ub1Partner(profile, Binding.PROTOBUF)],
+        spec=spec,
+        part_size=UB1_PART_SIZE,
+        parts_per_unit=1,
+        clock=clock,
+    )
+
+
+def _amend_all(service: AeoService, records: list[AeoRecord], round_: int) -> list[AeoRecord]:
+    """Import a change feed amending every record one version up; the records as amended."""
+    amended = [
+        replace(r, version=r.version + 1, address=replace(r.address, street=f"Kade {round_}"))
+        for r in records
+    ]
+    service.import_export(
+        write_eos_xml(amended, ExportKind.CHANGES, service.spec), source=f"feed-{round_}"
+    )
+    return amended
+
+
+@dataclass
+class _Replay:
+    """What replaying the ub1:US key in delivery order shows."""
+
+    held: dict[str, AeoRecord]  # what US holds of the EU list at the end
+    overwritten: list[str]  # a change a later full list lacks: "<sync>: <number> v<n> < v<m>"
+    refused: list[str]  # messages the US receiver refused (a dead letter, in real life)
+    ends: int  # full lists completed
+    types: list[str]  # message types in delivery order
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.types)} messages, {self.ends} full list(s) completed; "
+            f"{len(self.overwritten)} change(s) overwritten, e.g. {self.overwritten[:3]}; "
+            f"{len(self.refused)} refused, e.g. {self.refused[:2]}"
+        )
+
+
+def _replay_ub1(
+    url: str, pki: testpki.TestPki, directory: Path, *, received_by_us: bool = False
+) -> _Replay:
+    """Deliver the EU outbox's ub1:US key in seq order (the order delivery sends it), or what
+    a US store received in the order it stored it (`received_by_us`), to a fresh, real US
+    receiver; and check, for every full list that completes, that it holds each record at
+    least at the version of the last change before its end (else that change reached US and
+    was overwritten)."""
+    with StoreView(url) as view:
+        if received_by_us:
+            sql = (
+                "SELECT message_type, envelope FROM inbox WHERE sender = ? AND utility_block = ? "
+                f"ORDER BY {view.insertion_order}, message_id"
+            )
+            rows = view.rows(sql, (EU.value, UtilityBlock.UB1.value))
+        else:
+            sql = (
+                "SELECT message_type, envelope FROM outbox WHERE partner = ? "
+                "AND ordering_key = ? ORDER BY seq"
+            )
+            rows = view.rows(sql, (US.value, ordering_key(US)))
+    receiver = open_database(f"sqlite:///{directory / f'us-{uuid.uuid4().hex[:8]}.db'}")
+    store = AeoStore(receiver, US)
+    handler = Ub1InboundHandler(store)
+    trust = _trust(pki, "EU")
+    changed: dict[str, AeoChange] = {}  # authorisation number -> its last change so far
+    staged: dict[str, dict[str, AeoRecord]] = defaultdict(dict)
+    outcome = _Replay({}, [], [], 0, [])
+    try:
+        for message_type, envelope in rows:
+            outcome.types.append(str(message_type))
+            accepted = check_envelope(
+                bytes(envelope), Binding.PROTOBUF, trust=trust, own=US, now=utc_now()
+            )
+            header = accepted.envelope.header
+            payload = decode_payload(header, accepted.envelope.payload, 1 << 24)
+            if isinstance(payload, StatusChanges):
+                changed.update((c.authorisation_number, c) for c in payload.changes)
+            elif isinstance(payload, FullListPart):
+                staged[payload.sync_id].update((r.authorisation_number, r) for r in payload.records)
+            elif isinstance(payload, FullListEnd):
+                listed = staged[payload.sync_id]
+                for number, change in sorted(changed.items()):
+                    record = listed.get(number)
+                    if record is not None and record.version < change.version:
+                        held = f"v{record.version}"
+                    elif record is None and change.kind is not ChangeKind.REMOVED:
+                        held = "missing"
+                    else:
+                        continue
+                    outcome.overwritten.append(
+                        f"{payload.sync_id}: {number} {held} < v{change.version}"
+                    )
+            apply = handler.prepare(accepted)
+            assert apply is not None
+            try:
+                receiver.write(apply)
+            except GatewayError as error:
+                outcome.refused.append(f"{message_type} {header.message_id}: {error}")
+                continue
+            outcome.ends += isinstance(payload, FullListEnd)
+        outcome.held = {r.authorisation_number: r for r in store.records(EU)}
+    finally:
+        receiver.close()
+    return outcome
+
+
+def _expected_at_us(service: AeoService) -> dict[str, AeoRecord]:
+    """What US must hold: the EU list as US sees it (eligible records, translated)."""
+    profile = service.partner(US).profile
+    return {r.authorisation_number: r for r in partner_view(profile, service.store.records(EU))}
+
+
+def _no_ub1_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UB1 queue lock disabled (what a node without it would do)."""
+    monkeypatch.setattr(aeo_service, "serialise_ub1_queue", lambda conn: None)
+
+
+def _waiting_on_advisory_lock(view: StoreView) -> bool:
+    return bool(
+        view.scalar(
+            "SELECT count(*) FROM pg_locks AS l JOIN pg_database AS d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"
+        )
+    )
+
+
+def _until_done_or_waiting(view: StoreView, worker: threading.Thread, what: str) -> None:
+    """Until `worker` finished, or waits on an advisory lock (a node in turn behind another)."""
+    deadline = time.monotonic() + 20
+    while worker.is_alive() and not _waiting_on_advisory_lock(view):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} neither finished nor waited on a lock in 20 s")
+        time.sleep(0.005)
+
+
+class _Worker(threading.Thread):
+    """A thread that keeps its action's result or error for the test to check."""
+
+    def __init__(self, name: str, action: Callable[[], object]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.action = action
+        self.result: object = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.action()
+        except BaseException as error:  # reported by outcome()
+            self.error = error
+
+    def outcome(self) -> object:
+        self.join(30)
+        assert not self.is_alive(), f"{self.name} did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _full_list_while_an_import_is_in_flight(url: str, pki: testpki.TestPki) -> tuple[
+    AeoService, list[str]
+]:  # fmt: skip
+    """Node A's import of a change to every record has queued its deltas (identity values
+    taken) but not committed; node B queues a full list for US meanwhile; then A commits.
+    The message types B's sync queued, by message id order of the SyncResult."""
+    a = _ub1_node(url, pki, "eu-a", outbox=_HoldingOutbox)
+    b = _ub1_node(url, pki, "eu-b")
+    try:
+        records = _us_eligible_records()
+        b.import_export(write_eos_xml(records, ExportKind.FULL, b.spec), source="initial")
+        held = a.outbox
+        assert isinstance(held, _HoldingOutbox)
+        importing = _Worker("import on A", lambda: _amend_all(a, records, 1))
+        importing.start()
+        assert held.inserted.wait(20), "node A's import never queued"
+        syncing = _Worker("full list on B", lambda: b.full_sync(US))
+        syncing.start()
+        with StoreView(url) as view:
+            _until_done_or_waiting(view, syncing, "node B's full list")
+        held.proceed.set()
+        importing.outcome()
+        result = syncing.outcome()
+        assert isinstance(result, SyncResult) and result.records == len(records)
+        return a, list(result.message_ids)
+    finally:
+        b.store.database.close()
+
+
+def test_a_full_list_queued_while_an_import_commits_on_another_node_keeps_the_change(
+    shared_url: str, node_pki: testpki.TestPki, tmp_path: Path
+) -> None:
+    a, _ = _full_list_while_an_import_is_in_flight(shared_url, node_pki)
+    try:
+        replay = _replay_ub1(shared_url, node_pki, tmp_path)
+        assert replay.overwritten == [] and replay.refused == [], str(replay)
+        assert replay.ends == 1
+        assert replay.held == _expected_at_us(a), "US would not hold the EU list"
+        assert {r.version for r in replay.held.values()} == {2}  # the import's change is there
+    finally:
+        a.store.database.close()
+
+
+def test_without_the_ub1_lock_that_interleaving_loses_the_change_at_us(
+    shared_url: str, node_pki: testpki.TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving above does hit the window the lock closes: without the lock, B's full
+    list (read before A's commit) is queued after A's delta and overwrites it at US."""
+    _no_ub1_lock(monkeypatch)
+    a, _ = _full_list_while_an_import_is_in_flight(shared_url, node_pki)
+    try:
+        replay = _replay_ub1(shared_url, node_pki, tmp_path)
+        assert len(replay.overwritten) == len(_us_eligible_records()), str(replay)
+        assert replay.held != _expected_at_us(a)
+        assert {r.version for r in replay.held.values()} == {1}
+    finally:
+        a.store.database.close()
+
+
+N_UB1_FEEDS = 40  # imports on node A while node B queues full lists
+
+
+def test_imports_on_one_node_and_full_lists_on_the_other_leave_us_the_eu_list(
+    shared_url: str, node_pki: testpki.TestPki, tmp_path: Path
+) -> None:
+    """Concurrently: many small imports on node A, full lists for US queued again and again on
+    node B. In delivery order, no full list lacks a change queued before its end, and US ends
+    with exactly the EU list."""
+    a = _ub1_node(shared_url, node_pki, "eu-a")
+    b = _ub1_node(shared_url, node_pki, "eu-b")
+    try:
+        records = _us_eligible_records()
+        a.import_export(write_eos_xml(records, ExportKind.FULL, a.spec), source="initial")
+        importing = threading.Event()
+        importing.set()
+        syncs: list[SyncResult] = []
+
+        def imports() -> None:
+            current = records
+            try:
+                for round_ in range(1, N_UB1_FEEDS + 1):
+                    current = _amend_all(a, current, round_)
+            finally:
+                importing.clear()
+
+        def full_lists() -> None:
+            while importing.is_set():
+                syncs.append(b.full_sync(US))
+            syncs.append(b.full_sync(US))  # and one after the last import
+
+        workers = [_Worker("imports on A", imports), _Worker("full lists on B", full_lists)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.outcome()
+
+        replay = _replay_ub1(shared_url, node_pki, tmp_path)
+        assert replay.overwritten == [], f"changes overwritten by later full lists: {replay}"
+        assert replay.refused == [], str(replay)
+        assert replay.held == _expected_at_us(a), "US would not hold the EU list"
+        assert {r.version for r in replay.held.values()} == {1 + N_UB1_FEEDS}
+        assert replay.ends == len(syncs) and len(syncs) >= 2, (len(syncs), replay.ends)
+        assert replay.types.count(MessageType.STATUS_CHANGES.value) == 1 + N_UB1_FEEDS
+        print(
+            f"{N_UB1_FEEDS} imports on A, {len(syncs)} full lists on B, "
+            f"{sum(t == MessageType.FULL_LIST_PART.value for t in replay.types)} parts queued "
+            f"(of abandoned syncs too)"
+        )
+    finally:
+        a.store.database.close()
+        b.store.database.close()
+
+
+def _ends_queued(url: str) -> int:
+    with StoreView(url) as view:
+        return int(
+            view.scalar(
+                "SELECT count(*) FROM outbox WHERE partner = ? AND message_type = ?",
+                (US.value, MessageType.FULL_LIST_END.value),
+            )
+        )
+
+
+N_INTERVALS = 6
+
+
+def _at_once(start: threading.Barrier, schedule: FullListSchedule) -> list[SyncResult]:
+    start.wait(10)
+    return schedule.run_once()
+
+
+def test_two_nodes_running_the_full_list_schedule_at_once_queue_one_list_per_interval(
+    shared_url: str, node_pki: testpki.TestPki, tmp_path: Path
+) -> None:
+    clock = _Clock()
+    nodes = [_ub1_node(shared_url, node_pki, f"eu-{n}", clock=clock) for n in "ab"]
+    try:
+        nodes[0].import_export(
+            write_eos_xml(_us_eligible_records(), ExportKind.FULL, nodes[0].spec), source="initial"
+        )
+        schedules = [FullListSchedule(n, n.outbox, clock=clock) for n in nodes]
+        interval = nodes[0].partner(US).profile.ub1_rules().full_list_interval
+        queued_by = []
+        for round_ in range(N_INTERVALS):
+            start = threading.Barrier(2)  # both nodes check at the same instant
+            workers = [
+                _Worker(f"schedule {n}", partial(_at_once, start, s))
+                for n, s in zip("ab", schedules, strict=True)
+            ]
+            for worker in workers:
+                worker.start()
+            results = [worker.outcome() for worker in workers]
+            queued_by.append([len(r) for r in results if isinstance(r, list)])
+            assert _ends_queued(shared_url) == round_ + 1, f"interval {round_}: {queued_by}"
+            assert schedules[0].due(clock()) == [] and schedules[1].due(clock()) == []
+            clock.now += interval
+        assert sorted(sum(q) for q in queued_by) == [1] * N_INTERVALS, queued_by
+        replay = _replay_ub1(shared_url, node_pki, tmp_path)
+        assert replay.ends == N_INTERVALS and replay.refused == []
+        assert replay.held == _expected_at_us(nodes[0])
+    finally:
+        for node in nodes:
+            node.store.database.close()
+
+
+def _schedule_while_the_other_node_queues(url: str, pki: testpki.TestPki) -> int:
+    """Node A's schedule is queueing its full list (its first unit held open, uncommitted)
+    when node B's schedule checks; then A finishes. The full lists B queued."""
+    a = _ub1_node(url, pki, "eu-a", outbox=_HoldingOutbox)
+    b = _ub1_node(url, pki, "eu-b")
+    try:
+        b.import_export(
+            write_eos_xml(_us_eligible_records(), ExportKind.FULL, b.spec), source="initial"
+        )
+        held = a.outbox
+        assert isinstance(held, _HoldingOutbox)
+        on_a = _Worker("schedule on A", FullListSchedule(a, a.outbox).run_once)
+        on_a.start()
+        assert held.inserted.wait(20), "node A's schedule never queued"
+        on_b = _Worker("schedule on B", FullListSchedule(b, b.outbox).run_once)
+        on_b.start()
+        with StoreView(url) as view:
+            _until_done_or_waiting(view, on_b, "node B's schedule")
+        held.proceed.set()
+        assert len(cast(list[SyncResult], on_a.outcome())) == 1
+        return len(cast(list[SyncResult], on_b.outcome()))
+    finally:
+        a.store.database.close()
+        b.store.database.close()
+
+
+def test_a_node_whose_schedule_checks_while_another_queues_the_full_list_queues_none(
+    shared_url: str, node_pki: testpki.TestPki
+) -> None:
+    assert _schedule_while_the_other_node_queues(shared_url, node_pki) == 0
+    assert _ends_queued(shared_url) == 1
+
+
+def test_without_the_schedule_lock_both_nodes_queue_the_full_list(
+    shared_url: str, node_pki: testpki.TestPki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving above does test the schedule's lock: without it, B finds the list due
+    (A's end is not committed) and queues a second one for the same interval."""
+
+    @contextlib.contextmanager
+    def always(self: FullListSchedule) -> Iterator[bool]:
+        yield True
+
+    monkeypatch.setattr(FullListSchedule, "_turn", always)
+    assert _schedule_while_the_other_node_queues(shared_url, node_pki) == 1
+    assert _ends_queued(shared_url) == 2
+
+
+N_E2E_FEEDS = 12
+
+
+def test_two_serve_nodes_deliver_imports_and_full_lists_queued_at_once_us_holds_the_eu_list(
+    server: str, node_pki: testpki.TestPki, tmp_path: Path, quiet_cli: None
+) -> None:
+    """End to end: two `gncgw serve` EU nodes (each running the full-list schedule) deliver to
+    a live US gateway while imports and full lists are queued concurrently on two more
+    connections to the EU database; once drained, US holds exactly the EU list, and the two
+    schedules queued one full list between them."""
+    pki = node_pki
+    with (
+        fresh_postgres_database(server) as eu_store,
+        fresh_postgres_database(server) as us_store,
+    ):
+        eu_ports, us_port = (free_port(), free_port()), free_port()
+        eu_configs = [
+            _node_config(tmp_path / f"eu-{n}.toml", pki, "EU", "US", store=eu_store, port=port,
+                         endpoint=f"127.0.0.1:{us_port}", node_id=f"eu-{n}", profile=US_PROFILE)
+            for n, port in zip("ab", eu_ports, strict=True)
+        ]  # fmt: skip
+        us_config = _node_config(
+            tmp_path / "us.toml", pki, "US", "EU", store=us_store, port=us_port,
+            endpoint=f"127.0.0.1:{eu_ports[0]}", node_id="us",
+        )  # fmt: skip
+        records = _us_eligible_records()
+        export = tmp_path / "eos-full.xml"
+        spec = load_mapping_spec(SPEC_PATH.read_bytes(), SPEC_PATH.name)
+        export.write_bytes(write_eos_xml(records, ExportKind.FULL, spec))
+        assert gncgw("aeo", "import", str(export), "--config", str(eu_configs[0])).returncode == 0
+
+        a = _ub1_node(eu_store, pki, "eu-importer")
+        b = _ub1_node(eu_store, pki, "eu-syncer")
+        us = ServeProcess(us_config, partner_tls(pki, "EU", "US"))
+        eus = [ServeProcess(c, partner_tls(pki, "US", "EU")) for c in eu_configs]
+        syncs: list[SyncResult] = []
+        try:
+            us.start()
+            for node in eus:
+                node.start()
+            importing = threading.Event()
+            importing.set()
+
+            def imports() -> None:
+                current = records
+                try:
+                    for round_ in range(1, N_E2E_FEEDS + 1):
+                        current = _amend_all(a, current, round_)
+                finally:
+                    importing.clear()
+
+            def full_lists() -> None:
+                while importing.is_set():
+                    syncs.append(b.full_sync(US))
+                    time.sleep(0.02)
+                syncs.append(b.full_sync(US))
+
+            workers = [_Worker("imports", imports), _Worker("full lists", full_lists)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.outcome()
+            with StoreView(eu_store) as view:
+                deadline = time.monotonic() + 40
+                while view.scalar("SELECT count(*) FROM outbox WHERE state <> 'delivered'"):
+                    if time.monotonic() > deadline:
+                        us.fail("the EU outbox was not drained in 40 s")
+                    time.sleep(0.05)
+                ends = int(
+                    view.scalar(
+                        "SELECT count(*) FROM outbox WHERE message_type = ?",
+                        (MessageType.FULL_LIST_END.value,),
+                    )
+                )
+                settled_by = {
+                    str(n) for (n,) in view.rows("SELECT DISTINCT claimed_by FROM outbox")
+                }
+            for node in eus:
+                node.stop()
+            us.stop()
+        finally:
+            for node in eus:
+                node.close()
+            us.close()
+            b.store.database.close()
+        try:
+            expected = _expected_at_us(a)
+        finally:
+            a.store.database.close()
+        as_received = _replay_ub1(us_store, pki, tmp_path, received_by_us=True)
+        receiver = PostgresDatabase(us_store)
+        try:
+            held = {r.authorisation_number: r for r in AeoStore(receiver, US).records(EU)}
+        finally:
+            receiver.close()
+        with StoreView(us_store) as us_view:
+            outcomes = us_view.rows(
+                "SELECT outcome, count(*) FROM message_log WHERE direction = ? GROUP BY outcome",
+                (Direction.RECEIVED.value,),
+            )
+
+    assert as_received.overwritten == [] and as_received.refused == [], str(as_received)
+    assert as_received.held == held == expected, "US does not hold the EU list"
+    assert {r.version for r in held.values()} == {1 + N_E2E_FEEDS}
+    assert {str(o) for o, _ in outcomes} == {LogOutcome.ACCEPTED.value}, outcomes
+    assert ends == len(syncs) + 1, f"{ends} full lists queued: {len(syncs)} syncs + the schedules'"
+    assert settled_by <= {"eu-a", "eu-b"}, settled_by

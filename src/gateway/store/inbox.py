@@ -22,7 +22,8 @@ from functools import partial
 from pathlib import Path
 
 from gateway.errors import DUPLICATE_CONFLICT, DeliveryError, GatewayError
-from gateway.store.database import Database
+from gateway.store.database import Database, Dialect
+from gateway.store.message_log import LogEntry, LoggedStep, append_many_in
 from gateway.store.sqlite import SqliteDatabase
 
 
@@ -87,7 +88,14 @@ class SqliteInbox:
 
     def put_each(self, records: Sequence[InboundRecord]) -> list[PutResult | GatewayError]:
         """Per record, in order: stored, duplicate, or the refusal (conflict, or what its
-        `apply` step raised). All share one commit; a refused record leaves no trace."""
+        `apply` step raised). All share one commit; a refused record leaves no trace.
+
+        On PostgreSQL, records whose only step is a message-log append (or none) are stored
+        by one unit with one multi-row INSERT (`_put_plain`): nothing can refuse them after
+        their row is written, so they need no savepoint each, and one statement replaces a
+        round trip per record. Records with an exchange's `apply` step keep a unit each."""
+        if records and self.database.dialect is Dialect.POSTGRESQL and all(map(_plain, records)):
+            return self.database.write(_PutPlain(tuple(records)))
         return self.database.write_each([partial(_put_one, record) for record in records])
 
     def receipt_for(self, message_id: str) -> bytes | None:
@@ -122,13 +130,113 @@ def erase_envelope(conn: sqlite3.Connection, message_id: str) -> None:
     conn.execute("UPDATE inbox SET envelope = ? WHERE message_id = ?", (b"", message_id))
 
 
+_INSERT = (
+    "INSERT INTO inbox (message_id, payload_sha256, received_sha256, sender, receiver, "
+    "utility_block, message_type, binding, created_at, stored_at, envelope, receipt) "
+)
+
+
+def _stored_at() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _conflict(message_id: str) -> DeliveryError:
+    return DeliveryError(
+        f"message {message_id} was already received with another payload digest",
+        code=DUPLICATE_CONFLICT,
+        location="header.message_id",
+    )
+
+
+def _plain(record: InboundRecord) -> bool:
+    """Nothing but (at most) a message-log append to do once stored: it cannot refuse."""
+    step = record.apply
+    return step is None or (isinstance(step, LoggedStep) and step.apply is None)
+
+
+@dataclass(frozen=True)
+class _PutPlain:
+    """PostgreSQL unit: store plain records (`_plain`) with one INSERT, in order.
+
+    The same decisions as `_put_one` per record: the first record of each id is inserted
+    with ``ON CONFLICT DO NOTHING`` (a concurrent insert of that id by another node is waited
+    for, then skipped); any record not inserted is compared, in this transaction, with the row
+    stored under its id (a duplicate answers that row's receipt, another digest is a conflict:
+    nothing of it was written). The message-log rows of the stored records are appended in
+    record order.
+
+    It refuses nothing by raising (a conflict is a value it returns, decided before anything
+    of that record is written), so it runs without a savepoint (store.postgres)."""
+
+    records: tuple[InboundRecord, ...]
+    refuses_nothing = True
+
+    def __call__(self, conn: sqlite3.Connection) -> list[PutResult | GatewayError]:
+        return _put_plain(self.records, conn)
+
+
+def _put_plain(
+    records: Sequence[InboundRecord], conn: sqlite3.Connection
+) -> list[PutResult | GatewayError]:
+    first: dict[str, int] = {}
+    for index, record in enumerate(records):
+        first.setdefault(record.message_id, index)
+    fresh = [records[index] for index in first.values()]
+    stored_at = _stored_at()
+    inserted = {
+        str(row[0])
+        for row in conn.execute_binary(  # type: ignore[attr-defined]
+            _INSERT + "SELECT * FROM unnest(?::text[], ?::bytea[], ?::bytea[], ?::text[], "
+            "?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bytea[], "
+            "?::bytea[]) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            (
+                [r.message_id for r in fresh],
+                [r.payload_sha256 for r in fresh],
+                [r.received_sha256 for r in fresh],
+                [r.sender for r in fresh],
+                [r.receiver for r in fresh],
+                [r.utility_block for r in fresh],
+                [r.message_type for r in fresh],
+                [r.binding for r in fresh],
+                [r.created_at for r in fresh],
+                [stored_at] * len(fresh),
+                [r.envelope for r in fresh],
+                [r.receipt for r in fresh],
+            ),
+        ).fetchall()
+    }
+    stored = {first[message_id] for message_id in inserted}
+    known: dict[str, tuple[bytes, bytes]] = {}
+    others = sorted({r.message_id for i, r in enumerate(records) if i not in stored})
+    if others:
+        for row in conn.execute(
+            "SELECT message_id, payload_sha256, receipt FROM inbox WHERE message_id = ANY(?)",
+            (others,),
+        ).fetchall():
+            known[str(row[0])] = (bytes(row[1]), bytes(row[2]))
+    results: list[PutResult | GatewayError] = []
+    entries: list[LogEntry] = []
+    for index, record in enumerate(records):
+        if index in stored:
+            if record.apply is not None:
+                assert isinstance(record.apply, LoggedStep)
+                entries.append(record.apply.entry)
+            results.append(PutResult(PutOutcome.STORED, record.receipt))
+            continue
+        payload_sha256, receipt = known[record.message_id]
+        if payload_sha256 == record.payload_sha256:
+            results.append(PutResult(PutOutcome.DUPLICATE, receipt))
+        else:
+            results.append(_conflict(record.message_id))
+    append_many_in(entries, conn)
+    return results
+
+
 def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
     # Insert first: on PostgreSQL a concurrent insert of the same id by another node waits for
     # that node's commit and then does nothing (no unique violation aborting our batch).
     cursor = conn.execute(
-        "INSERT INTO inbox (message_id, payload_sha256, received_sha256, sender, receiver, "
-        "utility_block, message_type, binding, created_at, stored_at, envelope, receipt) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+        _INSERT + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
         (
             record.message_id,
             record.payload_sha256,
@@ -139,7 +247,7 @@ def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
             record.message_type,
             record.binding,
             record.created_at,
-            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            _stored_at(),
             record.envelope,
             record.receipt,
         ),
@@ -150,11 +258,7 @@ def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
         ).fetchone()
         if bytes(row[0]) == record.payload_sha256:
             return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
-        raise DeliveryError(
-            f"message {record.message_id} was already received with another payload digest",
-            code=DUPLICATE_CONFLICT,
-            location="header.message_id",
-        )
+        raise _conflict(record.message_id)
     if record.apply is not None:
         record.apply(conn)  # a GatewayError here rolls back the insert too (unit savepoint)
     return PutResult(PutOutcome.STORED, record.receipt)

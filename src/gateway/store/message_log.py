@@ -59,7 +59,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -249,23 +249,62 @@ def append_many_in(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> Non
     if not entries:
         return
     if dialect_of(conn) is Dialect.POSTGRESQL:
-        now = utc_now()
-        timed = [e if e.at is not None else replace(e, at=now) for e in entries]
-        conn.defer(_append_deferred, timed)  # type: ignore[attr-defined]
+        conn.defer(_append_deferred, (utc_now(), tuple(entries)))  # type: ignore[attr-defined]
         return
     _append_now(entries, conn)
 
 
-def _append_deferred(conn: sqlite3.Connection, batches: list[list[LogEntry]]) -> None:
-    """PostgreSQL, just before COMMIT: take the chain lock, then append the batch's rows."""
-    conn.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
-    _append_now([entry for batch in batches for entry in batch], conn)
+# PostgreSQL: the head, the highest seq ever used and the last checkpoint's head, one statement.
+_PG_HEAD = (
+    "SELECT used.seq, last.seq, last.entry_sha256, "
+    "(SELECT max(head_seq) FROM message_log_checkpoint) "
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN message_log_sequence AS used ON used.name = 'message_log' "
+    "LEFT JOIN (SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1) AS last "
+    "ON true"
+)
+# PostgreSQL: a batch's rows (one array per column) and the highest seq used, one statement.
+_PG_APPEND = (
+    f"WITH appended AS (INSERT INTO message_log ({_COLUMNS}) SELECT * FROM unnest("
+    "?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], "
+    "?::bytea[], ?::bytea[], ?::text[], ?::text[], ?::bytea[], ?::bytea[])) "
+    "INSERT INTO message_log_sequence (name, seq) VALUES ('message_log', ?::bigint) "
+    "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
+)
 
 
-def _append_now(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
-    now = utc_now()
-    seq, prev = head_in(conn)
+def _append_deferred(
+    conn: sqlite3.Connection, batches: list[tuple[datetime, tuple[LogEntry, ...]]]
+) -> None:
+    """PostgreSQL, just before COMMIT: take the chain lock, then append the batch's rows.
+
+    Three round trips whatever the number of rows: the lock and the head read go together
+    (the read starts after the lock is granted, so it sees every append committed before),
+    then one INSERT of all rows that also records the highest seq used."""
+    head = conn.execute_after(  # type: ignore[attr-defined]
+        f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})", _PG_HEAD
+    ).fetchone()
+    used, last, last_sha256, checkpointed = head
+    seq = max(int(last) if last is not None else 0, int(used) if used is not None else 0)
+    prev = bytes(last_sha256) if last_sha256 is not None else GENESIS
     rows: list[tuple[object, ...]] = []
+    for at, entries in batches:
+        seq, prev = _chain(entries, at, seq, prev, rows)
+    columns = (list(column) for column in zip(*rows, strict=True))
+    conn.execute_binary(_PG_APPEND, (*columns, seq))  # type: ignore[attr-defined]
+    policy = _POLICIES.get(id(conn))
+    if policy is not None and policy[0] is conn and seq - int(checkpointed or 0) >= policy[2]:
+        checkpoint_in(conn, policy[1])
+
+
+def _chain(
+    entries: Sequence[LogEntry],
+    now: datetime,
+    seq: int,
+    prev: bytes,
+    rows: list[tuple[object, ...]],
+) -> tuple[int, bytes]:
+    """Add the rows of `entries` to `rows`, chained after (seq, prev); the new head."""
     for e in entries:
         seq += 1
         fields = (
@@ -284,16 +323,18 @@ def _append_now(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
         digest = _row_digest(seq, fields, prev)
         rows.append((seq, *fields, prev, digest))
         prev = digest
+    return seq, prev
+
+
+def _append_now(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
+    """SQLite: append at once (the writer is the only one; the file is the chain)."""
+    seq, prev = head_in(conn)
+    rows: list[tuple[object, ...]] = []
+    seq, prev = _chain(entries, utc_now(), seq, prev, rows)
     conn.executemany(
         f"INSERT INTO message_log ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
         rows,
     )
-    if dialect_of(conn) is Dialect.POSTGRESQL:
-        conn.execute(
-            "INSERT INTO message_log_sequence (name, seq) VALUES ('message_log', ?) "
-            "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            (seq,),
-        )
     policy = _POLICIES.get(id(conn))
     if policy is not None and policy[0] is conn:
         identity, every = policy[1], policy[2]
@@ -535,15 +576,26 @@ def received_entry(
     )
 
 
-def logged(apply: Apply | None, entry: LogEntry) -> Apply:
+@dataclass(frozen=True)
+class LoggedStep:
+    """An inbox `apply` step that also appends `entry`, in the same transaction (`logged`).
+
+    A class rather than a closure so the inbox can see a step that only logs (`apply` None):
+    it cannot refuse once the envelope is stored, so such records need no savepoint each
+    (store.inbox stores them together on PostgreSQL)."""
+
+    apply: Apply | None
+    entry: LogEntry
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        if self.apply is not None:
+            self.apply(conn)
+        append_in(self.entry, conn)
+
+
+def logged(apply: Apply | None, entry: LogEntry) -> LoggedStep:
     """An inbox `apply` step that also appends `entry`, in the same transaction."""
-
-    def step(conn: sqlite3.Connection) -> None:
-        if apply is not None:
-            apply(conn)
-        append_in(entry, conn)
-
-    return step
+    return LoggedStep(apply, entry)
 
 
 __all__ = [
@@ -553,6 +605,7 @@ __all__ = [
     "Direction",
     "LogEntry",
     "LogOutcome",
+    "LoggedStep",
     "SqliteMessageLog",
     "append_in",
     "append_many_in",

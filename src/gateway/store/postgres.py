@@ -10,6 +10,12 @@ and rewritten once per distinct statement into psycopg's ``%s``. Work a unit han
 `PgConnection.defer` runs at the end of the batch, just before COMMIT (the message log takes its
 chain lock there, so it is held as briefly as possible).
 
+A unit whose class sets ``refuses_nothing = True`` runs without a savepoint: it promises never
+to raise a GatewayError (its refusals are values it returns; the inbox's multi-row put). Each
+savepoint costs two statements and a subtransaction on the server. Should such a unit raise one
+all the same, the whole batch fails (nothing commits, every caller gets DeliveryError): its
+writes could not be undone alone.
+
 Losing the server: the batch in flight fails (every caller gets DeliveryError, nothing was
 receipted), the connection is dropped, and the next batch connects again, so the node recovers
 by itself when the server is back. Readers do the same per thread.
@@ -85,6 +91,21 @@ class PgConnection:
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Any]:
         cursor = self.raw.cursor()
         cursor.executemany(pg_sql(sql), parameters)
+        return cursor
+
+    def execute_binary(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Any]:
+        """`execute` with every parameter sent in binary: for the array parameters of the
+        stores' multi-row statements (a text array is escaped element by element in Python;
+        a binary one is copied). Give each ``?`` a cast (``?::text[]``)."""
+        return self.raw.execute(pg_sql(sql).replace("%s", "%b"), parameters)
+
+    def execute_after(self, first: str, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
+        """Run `first` (its result dropped), then `sql`, in one round trip (pipeline mode).
+        The server starts `sql` only once `first` is done, with a snapshot of its own (READ
+        COMMITTED), so a lock that `first` takes covers everything `sql` reads."""
+        with self.raw.pipeline():
+            self.raw.execute(pg_sql(first))
+            cursor = self.raw.execute(pg_sql(sql), parameters or None)
         return cursor
 
     def defer(self, flush: Deferred, item: Any) -> None:
@@ -287,7 +308,9 @@ class PostgresDatabase:
             deferred = conn._deferred
             conn._deferred = []
             _flush(conn, deferred)
-            conn.execute("COMMIT")
+            status = conn.execute("COMMIT").statusmessage
+            if status != "COMMIT":  # the server rolled back instead: nothing may be answered
+                raise psycopg.DatabaseError(f"the transaction was not committed ({status})")
         except Exception as exc:  # psycopg.Error, or a unit's bug: nothing of the batch commits
             broken = conn is None or conn.raw.closed or isinstance(exc, psycopg.OperationalError)
             if not broken and conn is not None:
@@ -306,6 +329,11 @@ class PostgresDatabase:
 
     @staticmethod
     def _run_unit(conn: PgConnection, unit: Unit) -> Any:
+        if getattr(unit, "refuses_nothing", False) is True:
+            try:
+                return unit(conn)
+            except GatewayError as error:  # a broken promise: fail the batch, nothing commits
+                raise RuntimeError(f"a unit without a savepoint refused: {error}") from error
         conn.execute("SAVEPOINT unit")
         mark = len(conn._deferred)
         try:
