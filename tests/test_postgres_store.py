@@ -409,3 +409,18 @@ def test_serve_on_postgresql_receipts_an_envelope_and_a_resend_alike(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_envelope_sized_rows_stay_inline_on_postgresql(pg_url: str) -> None:
+    """Revision 0004: the inbox and message log keep ~2.6 KB rows in the table (no TOAST)."""
+    import psycopg
+
+    open_database(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('inbox', 'message_log')"
+        ).fetchall()
+    assert {name: options for name, options in rows} == {
+        "inbox": ["toast_tuple_target=4080"],
+        "message_log": ["toast_tuple_target=4080"],
+    }

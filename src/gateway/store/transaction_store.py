@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 
-
 class Direction(StrEnum):
     SENT = "sent"
     RECEIVED = "received"

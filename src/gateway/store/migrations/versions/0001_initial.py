@@ -44,6 +44,7 @@ TABLES = (
     "conformance_promotions",
 )
 
+
 def upgrade() -> None:
     bind = op.get_bind()
     tables = [metadata.tables[name] for name in TABLES]
