@@ -11,7 +11,7 @@ before timing; with one node all streams go to it, with two nodes each client pr
 its own node. Timed: from "go" until every client has a receipt for each of its envelopes;
 afterwards every receipt is checked to be ACCEPTED for its message and the database to hold each
 envelope once. Each run starts fresh nodes and warms them up (untimed). The order of the one- and
-two-node runs alternates between rounds (--rounds, default 2); the best rate of each is kept.
+two-node runs alternates between rounds (--rounds, default 3); the best rate of each is kept.
 
 What limits it is reported per run: CPU seconds of the node processes, the client processes and
 the PostgreSQL backends of the run's database over the timed window (against 2 cores x wall
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] = ()) -> dict[str, float]:
     pg = _module("_pg_server")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--envelopes", type=int, default=ENVELOPES)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(list(argv))
     from gateway import testpki
 
