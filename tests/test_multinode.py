@@ -442,23 +442,30 @@ def _two_nodes_drain(server: str, pki: testpki.TestPki, tmp_path: Path, *, kill:
                     eus["eu-a"].fail(f"only {delivered()} of {queued} delivered in 40 s")
                 if kill:
                     # Kill a node while it holds claims, so the survivor must wait for the lease.
-                    while killed is None and time.monotonic() < deadline:
-                        holders = view.rows(
-                            "SELECT claimed_by FROM outbox WHERE state = 'pending' "
-                            "AND claim_expires IS NOT NULL"
-                        )
-                        if holders:
-                            killed = str(holders[0][0])
-                            eus[killed].kill()
-                    assert killed is not None, "no node ever held a claim"
-                    orphans = [
-                        str(m)
-                        for (m,) in view.rows(
-                            "SELECT message_id FROM outbox WHERE state = 'pending' "
-                            "AND claim_expires IS NOT NULL AND claimed_by = ?",
-                            (killed,),
-                        )
-                    ]
+                    # The node may settle its claims between our read and the kill: then it
+                    # left nothing to take over, so it is started again and the kill retried.
+                    for _attempt in range(5):
+                        killed = None
+                        while killed is None and time.monotonic() < deadline:
+                            holders = view.rows(
+                                "SELECT claimed_by FROM outbox WHERE state = 'pending' "
+                                "AND claim_expires IS NOT NULL"
+                            )
+                            if holders:
+                                killed = str(holders[0][0])
+                                eus[killed].kill()
+                        assert killed is not None, "no node ever held a claim"
+                        orphans = [
+                            str(m)
+                            for (m,) in view.rows(
+                                "SELECT message_id FROM outbox WHERE state = 'pending' "
+                                "AND claim_expires IS NOT NULL AND claimed_by = ?",
+                                (killed,),
+                            )
+                        ]
+                        if orphans or delivered() >= queued:
+                            break
+                        eus[killed].start()
                     if delivered() >= queued:
                         eus[killed].fail("the outbox was drained before the kill")
                 deadline = time.monotonic() + 40
