@@ -259,6 +259,8 @@ def open_database(config: GatewayConfig, store: str) -> Database:
         return SqliteDatabase(name, uri=True)
     if store != "file":
         raise ValueError(f"store must be 'file' or 'memory', not {store!r}")
+    if config.store_path is None:
+        raise ValueError(f"{config.path}: the 'file' store needs a sqlite:/// store.url")
     return SqliteDatabase(config.store_path, synchronous="FULL")
 
 

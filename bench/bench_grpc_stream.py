@@ -20,16 +20,16 @@ Target: stream / unary >= 3.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
+
+from _siblings import sibling
 
 from gateway.transport.grpc_client import STREAM_BATCH
 
@@ -37,19 +37,6 @@ TARGET = 3.0
 UNARY_SECONDS = 4.0
 STREAM_ENVELOPES = 10_000
 HERE = Path(__file__).resolve().parent
-
-
-def _sibling(name: str) -> ModuleType:
-    """bench_grpc_submit, loaded by path (bench/ is not a package; run_all loads us by path)."""
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def stream_rate(client: object, corpus: Sequence[bytes]) -> tuple[float, list[bytes]]:
@@ -61,7 +48,7 @@ def stream_rate(client: object, corpus: Sequence[bytes]) -> tuple[float, list[by
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    submit = _sibling("bench_grpc_submit")
+    submit = sibling("bench_grpc_submit")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--insecure", action="store_true", help="plaintext loopback, both sides")
     parser.add_argument("--envelopes", type=int, default=STREAM_ENVELOPES)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import pickle
 import signal
@@ -43,6 +42,8 @@ from types import ModuleType
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
 
+from _siblings import sibling
+
 from gateway.testpki import TestPki
 from gateway.transport.tls import ClientTls
 
@@ -56,18 +57,6 @@ CLIENTS = 2
 STREAMS_PER_CLIENT = 2
 STREAM_BATCH = 32
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _module(name: str) -> ModuleType:
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- CPU accounting ----------------------------------------------------------------------------
@@ -422,7 +411,7 @@ def one_run(
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    pg = _module("_pg_server")
+    pg = sibling("_pg_server")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--envelopes", type=int, default=ENVELOPES)
     parser.add_argument("--rounds", type=int, default=3)

@@ -22,29 +22,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from _siblings import sibling
+
 HERE = Path(__file__).resolve().parent
 TARGET = 0.5
 RECORDS = 50_000
 PART_SIZE = 1_000
-
-
-def _module(name: str) -> ModuleType:
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def one_run(
@@ -83,7 +72,7 @@ def one_run(
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    c, pg = _module("_ub1_common"), _module("_pg_server")
+    c, pg = sibling("_ub1_common"), sibling("_pg_server")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=RECORDS)
     parser.add_argument("--rounds", type=int, default=2)

@@ -22,30 +22,18 @@ Target: durable / in-memory >= 0.75 (durability costs at most 25% of the through
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from _siblings import sibling
+
 HERE = Path(__file__).resolve().parent
 TARGET = 0.75
 RECORDS = 200_000
 PART_SIZE = 1_000
-
-
-def _common() -> ModuleType:
-    name = "_ub1_common"
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def one_run(c: ModuleType, own_list: Path, count: int, store: str, part_size: int) -> float:
@@ -76,7 +64,7 @@ def one_run(c: ModuleType, own_list: Path, count: int, store: str, part_size: in
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    c = _common()
+    c = sibling("_ub1_common")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=RECORDS)
     parser.add_argument("--rounds", type=int, default=2)

@@ -30,7 +30,6 @@ Targets: full sync records/s >= 8x the unary records/s; sender RSS growth < 100 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -38,25 +37,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from _siblings import sibling
+
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 8.0
 TARGET_RSS_MB = 100.0
 RECORDS = 1_000_000
 UNARY_SAMPLE = 2_000
 PART_SIZE = 1_000
-
-
-def _common() -> ModuleType:
-    name = "_ub1_common"
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def full_sync_run(c: ModuleType, side: object, server: object, count: int) -> dict[str, float]:
@@ -109,7 +97,7 @@ def full_sync_run(c: ModuleType, side: object, server: object, count: int) -> di
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    c = _common()
+    c = sibling("_ub1_common")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=RECORDS)
     parser.add_argument("--unary", type=int, default=UNARY_SAMPLE)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import os
 import sqlite3
 import subprocess
@@ -42,10 +41,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # no C-core GOAWAY notices when servers stop
 
+from _siblings import sibling
 from lxml import etree
 
 from gateway.envelope.opened import Binding, new_header
@@ -53,7 +52,8 @@ from gateway.model.codelists import consignment_findings
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.model.consignment import SourceMessage
 from gateway.node import seal_envelope
-from gateway.services.transactions import SCHEMA_VERSION, form_for
+from gateway.services.sending import form_for
+from gateway.services.transactions import SCHEMA_VERSION
 from gateway.testpki import TestPki, init_test_pki
 from gateway.translate.eu_messages import SchemaPacks, load_schema_packs, read_eu_message
 from gateway.translate.mapping import MappingSpec
@@ -72,19 +72,6 @@ SHARED = REPO.parent / "shared" / "data" / "ics-ens"
 SAMPLE = SHARED / "examples" / "CC315A-schemaValidSample-v11-2.xml"
 ADMINS = ("EU", "US", "CN")  # EU -> US for the foundation baseline, EU -> CN for UB2
 BINDING = Binding.PROTOBUF  # a gRPC partner's binding
-
-
-def _sibling(name: str) -> ModuleType:
-    """bench_grpc_submit / bench_grpc_stream, loaded by path (bench/ is not a package)."""
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def trust_store(pki_root: Path, admins: Sequence[str]) -> TrustStore:
@@ -211,7 +198,7 @@ def ub2_client(target: str, pki_root: Path, insecure: bool) -> GrpcPartnerClient
 
 def check_ub2_receipts(sent: Sequence[bytes], answers: Sequence[bytes], pki_root: Path) -> None:
     """Every answer an ACCEPTED receipt for its envelope; a sample verified as the sender would."""
-    submit = _sibling("bench_grpc_submit")
+    submit = sibling("bench_grpc_submit")
     if len(sent) != len(answers):
         raise SystemExit(f"{len(sent)} envelopes sent, {len(answers)} receipts")
     for raw, (message_id, outcome) in zip(sent, submit.outcomes(answers), strict=True):
@@ -239,8 +226,8 @@ def received_transactions(db: Path) -> int:
 
 # --- measuring -----------------------------------------------------------------------------------
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
-    submit = _sibling("bench_grpc_submit")
-    stream = _sibling("bench_grpc_stream")
+    submit = sibling("bench_grpc_submit")
+    stream = sibling("bench_grpc_stream")
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--insecure", action="store_true", help="plaintext loopback, both sides")
     parser.add_argument("--messages", type=int, default=MESSAGES)

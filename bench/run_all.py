@@ -6,19 +6,12 @@ noisy, so only ratios measured side by side mean anything) and returns its figur
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
+from _siblings import sibling
+
 HERE = Path(__file__).resolve().parent
-
-
-def _load(path: Path):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(selected: list[str]) -> int:
@@ -27,7 +20,7 @@ def main(selected: list[str]) -> int:
         if selected and not any(s in path.stem for s in selected):
             continue
         print(f"\n=== {path.stem} ===", flush=True)
-        results[path.stem] = _load(path).main()
+        results[path.stem] = sibling(path.stem).main()
     print("\n=== summary ===")
     for name, figures in results.items():
         for key, value in figures.items():
