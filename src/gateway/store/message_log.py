@@ -257,7 +257,7 @@ def append_many_in(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> Non
 # PostgreSQL: the head, the highest seq ever used and the last checkpoint's head, one statement.
 _PG_HEAD = (
     "SELECT used.seq, last.seq, last.entry_sha256, "
-    "(SELECT max(head_seq) FROM message_log_checkpoint) "
+    "(SELECT head_seq FROM message_log_checkpoint ORDER BY id DESC LIMIT 1) "
     "FROM (SELECT 1) AS one "
     "LEFT JOIN message_log_sequence AS used ON used.name = 'message_log' "
     "LEFT JOIN (SELECT seq, entry_sha256 FROM message_log ORDER BY seq DESC LIMIT 1) AS last "
@@ -338,7 +338,7 @@ def _append_now(entries: Sequence[LogEntry], conn: sqlite3.Connection) -> None:
     policy = _POLICIES.get(id(conn))
     if policy is not None and policy[0] is conn:
         identity, every = policy[1], policy[2]
-        last = conn.execute("SELECT max(head_seq) FROM message_log_checkpoint").fetchone()[0]
+        last = _last_checkpoint_head(conn)
         if seq - int(last or 0) >= every:
             checkpoint_in(conn, identity)
 
@@ -364,6 +364,28 @@ def checkpoint_payload(
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+# Checkpoints are stored in head order (one writer, or under the chain lock), so the newest id is
+# the last checkpoint: found by primary key, not by scanning every checkpoint.
+_LAST_CHECKPOINT = "SELECT head_seq, entries FROM message_log_checkpoint ORDER BY id DESC LIMIT 1"
+
+
+def _last_checkpoint_head(conn: sqlite3.Connection) -> int:
+    row = conn.execute(_LAST_CHECKPOINT).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _entries_up_to_head(conn: sqlite3.Connection) -> int:
+    """The rows of the log now: the last checkpoint's count plus the rows stored after its head,
+    counted by primary key (a count of the whole table grows with the log, every checkpoint).
+    A row removed before the last checkpoint is still counted here, so verification reports it
+    against this checkpoint too, as it does against the earlier one."""
+    row = conn.execute(_LAST_CHECKPOINT).fetchone()
+    if row is None:
+        return int(conn.execute("SELECT count(*) FROM message_log").fetchone()[0])
+    since = conn.execute("SELECT count(*) FROM message_log WHERE seq > ?", (int(row[0]),))
+    return int(row[1]) + int(since.fetchone()[0])
+
+
 def checkpoint_in(
     conn: sqlite3.Connection, identity: SigningIdentity, at: datetime | None = None
 ) -> Checkpoint | None:
@@ -376,7 +398,7 @@ def checkpoint_in(
     if row is None:
         return None
     head_seq, head = int(row[0]), bytes(row[1] or b"")
-    entries = int(conn.execute("SELECT count(*) FROM message_log").fetchone()[0])
+    entries = _entries_up_to_head(conn)
     administration = identity.administration.value
     signed_at = _ts(at or utc_now())
     payload = checkpoint_payload(administration, entries, head_seq, head, signed_at)
