@@ -456,6 +456,41 @@ def summary_json(summary: ReconciliationSummary) -> list[list[object]]:
     return [[e.status.value, e.count, e.sha256.hex()] for e in summary.entries]
 
 
+def full_sync_rate(
+    work: Path,
+    own_list: Path,
+    count: int,
+    part_size: int,
+    *,
+    eu_store: str,
+    us_store: str,
+    label: str,
+) -> float:
+    """Fresh gateways in `work` on the given stores; the own list filled untimed; records/s of
+    the full sync, once the US list is checked equal to the EU's (count and summary)."""
+    eu_config, us_config = write_configs(work)
+    side = eu_side(eu_config, eu_store, part_size)
+    try:
+        load_own_list(side, own_list)
+        with us_server(us_config, us_store) as server:
+            done = sync_while_delivering(side)
+            answer = server.ask("summary")
+    finally:
+        side.close()
+    sync, elapsed = done.sync, float(done.seconds)
+    if sync.records != count or answer["count"] != count:
+        raise SystemExit(f"{label}: sent {sync.records}, US holds {answer['count']}")
+    if answer["summary"] != summary_json(sync.summary):
+        raise SystemExit(f"{label}: the US list's summary differs from EU's")
+    rate = count / elapsed
+    print(
+        f"{label}: {count} records in {sync.parts} parts + end, {elapsed:6.1f} s: "
+        f"{rate:8.0f} records/s (US list equal to EU's)",
+        flush=True,
+    )
+    return rate
+
+
 # --- the unary baseline --------------------------------------------------------------------------
 def unary_baseline(
     side: EuSide, records: Sequence[AeoRecord], in_flight: int = 16

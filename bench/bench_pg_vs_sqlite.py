@@ -48,27 +48,12 @@ def one_run(
             us_store = stack.enter_context(pg.fresh_database(server, "gnc_bench_us"))
         else:
             eu_store = us_store = "file"
-        eu_config, us_config = c.write_configs(Path(tmp))
-        side = c.eu_side(eu_config, eu_store, part_size)
-        try:
-            c.load_own_list(side, own_list)
-            with c.us_server(us_config, us_store) as server_process:
-                done = c.sync_while_delivering(side)
-                answer = server_process.ask("summary")
-        finally:
-            side.close()
-    sync, elapsed = done.sync, float(done.seconds)
-    if sync.records != count or answer["count"] != count:
-        raise SystemExit(f"{engine}: sent {sync.records}, US holds {answer['count']}")
-    if answer["summary"] != c.summary_json(sync.summary):
-        raise SystemExit(f"{engine}: the US list's summary differs from EU's")
-    rate = count / elapsed
-    print(
-        f"{engine:10s}: {count} records in {sync.parts} parts + end, {elapsed:6.1f} s: "
-        f"{rate:8.0f} records/s (US list equal to EU's)",
-        flush=True,
-    )
-    return rate
+        return float(
+            c.full_sync_rate(
+                Path(tmp), own_list, count, part_size,
+                eu_store=eu_store, us_store=us_store, label=f"{engine:10s}",
+            )
+        )  # fmt: skip
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:

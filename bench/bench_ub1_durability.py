@@ -38,29 +38,13 @@ PART_SIZE = 1_000
 
 def one_run(c: ModuleType, own_list: Path, count: int, store: str, part_size: int) -> float:
     """Fresh gateways on `store`; the own list filled untimed; records/s of the full sync."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-ub1-{store}-") as tmp:
-        eu_config, us_config = c.write_configs(Path(tmp))
-        side = c.eu_side(eu_config, store, part_size)
-        try:
-            c.load_own_list(side, own_list)
-            with c.us_server(us_config, store) as server:
-                done = c.sync_while_delivering(side)
-                answer = server.ask("summary")
-        finally:
-            side.close()
-    sync, elapsed = done.sync, float(done.seconds)
-    if sync.records != count or answer["count"] != count:
-        raise SystemExit(f"{store}: sent {sync.records}, US holds {answer['count']}")
-    if answer["summary"] != c.summary_json(sync.summary):
-        raise SystemExit(f"{store}: the US list's summary differs from EU's")
-    rate = count / elapsed
     label = "durable (files, FULL)" if store == "file" else "in-memory SQLite     "
-    print(
-        f"{label}: {count} records in {sync.parts} parts + end, {elapsed:6.1f} s: "
-        f"{rate:8.0f} records/s (US list equal to EU's)",
-        flush=True,
-    )
-    return rate
+    with tempfile.TemporaryDirectory(prefix=f"bench-ub1-{store}-") as tmp:
+        return float(
+            c.full_sync_rate(
+                Path(tmp), own_list, count, part_size, eu_store=store, us_store=store, label=label
+            )
+        )
 
 
 def main(argv: Sequence[str] = ()) -> dict[str, float]:
