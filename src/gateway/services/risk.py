@@ -49,7 +49,7 @@ from gateway.model.header import utc_now
 from gateway.model.risk import Feedback, RiskInformation, RiskKind, UB3Record
 from gateway.node import Apply, InboundHandler
 from gateway.partners.handling import HandlingRules, prepare_outbound
-from gateway.services.sending import form_for, seal_and_queue
+from gateway.services.sending import SendingService, form_for, seal_and_queue
 from gateway.store.database import Database
 from gateway.store.outbox import SqliteOutbox
 from gateway.store.risk_store import Received, RiskStore, Sent
@@ -97,7 +97,7 @@ class SendResult:
     removed: tuple[str, ...]
 
 
-class RiskService:
+class RiskService(SendingService[RiskPartner]):
     """UB3 sending, feedback, outstanding feedback and logged reads on a node's store."""
 
     def __init__(
@@ -109,26 +109,18 @@ class RiskService:
         partners: Sequence[RiskPartner],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if store.database is not outbox.database:
-            raise ValueError("the risk store and the outbox must share one database")
+        super().__init__(
+            store=store, outbox=outbox, identity=identity, partners=partners, clock=clock
+        )
         self.store = store
-        self.outbox = outbox
-        self.identity = identity
-        self.own = identity.administration
-        self.partners = {p.administration: p for p in partners}
-        self.clock = clock
 
-    def partner(self, code: Administration) -> RiskPartner:
-        found = self.partners.get(code)
-        if found is None:
-            known = ", ".join(sorted(p.value for p in self.partners)) or "none"
-            raise RiskError(
-                f"no UB3 handling rules are configured for {code.value} (UB3 partners: {known}); "
-                'link them with handling = "adapters/handling/<partner>.toml" under [[partners]]',
-                code=RISK_NO_AGREEMENT,
-                location="partners",
-            )
-        return found
+    def _unknown_partner(self, code: Administration, known: str) -> GatewayError:
+        return RiskError(
+            f"no UB3 handling rules are configured for {code.value} (UB3 partners: {known}); "
+            'link them with handling = "adapters/handling/<partner>.toml" under [[partners]]',
+            code=RISK_NO_AGREEMENT,
+            location="partners",
+        )
 
     # -- sending ---------------------------------------------------------------------------------
     def send_form(

@@ -9,18 +9,69 @@ outbox will deliver can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding, new_header
+from gateway.errors import GatewayError
 from gateway.model.codes import Administration, HandlingLabel, UtilityBlock
+from gateway.model.header import utc_now
 from gateway.node import seal_envelope
+from gateway.store.database import Database
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
 from gateway.translate.ub3_exchange import PayloadForm
 
-__all__ = ["form_for", "seal_and_queue"]
+__all__ = ["PartnerSettings", "SendingService", "form_for", "seal_and_queue"]
+
+
+class PartnerSettings(Protocol):
+    """What a service keeps per partner: at least whom it is for."""
+
+    @property
+    def administration(self) -> Administration: ...
+
+
+class _Store(Protocol):
+    @property
+    def database(self) -> Database: ...
+
+
+P = TypeVar("P", bound=PartnerSettings)
+
+
+class SendingService(Generic[P]):
+    """The frame of a Utility Block service: its store and outbox (one database, so what is
+    recorded as sent and what is queued commit together), its signing identity, its partners
+    and its clock. Subclasses say how an unknown partner is refused (``_unknown_partner``)."""
+
+    def __init__(
+        self,
+        *,
+        store: _Store,
+        outbox: SqliteOutbox,
+        identity: SigningIdentity,
+        partners: Sequence[P],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if store.database is not outbox.database:
+            raise ValueError(f"the {type(self).__name__} store and outbox must share one database")
+        self.outbox = outbox
+        self.identity = identity
+        self.own = identity.administration
+        self.partners = {p.administration: p for p in partners}
+        self.clock = clock
+
+    def partner(self, code: Administration) -> P:
+        found = self.partners.get(code)
+        if found is None:
+            known = ", ".join(sorted(p.value for p in self.partners)) or "none"
+            raise self._unknown_partner(code, known)
+        return found
+
+    def _unknown_partner(self, code: Administration, known: str) -> GatewayError:
+        raise NotImplementedError
 
 
 def form_for(binding: Binding) -> PayloadForm:

@@ -54,7 +54,7 @@ from gateway.model.control_result import ControlResult
 from gateway.model.header import utc_now
 from gateway.node import Apply, InboundHandler
 from gateway.partners.lanes import Ub2Rules, lane_for
-from gateway.services.sending import form_for, seal_and_queue
+from gateway.services.sending import SendingService, form_for, seal_and_queue
 from gateway.store.database import Database
 from gateway.store.outbox import SqliteOutbox
 from gateway.store.transaction_store import (
@@ -113,7 +113,7 @@ class SendResult:
     lane: str = ""  # the lane a transaction was sent on
 
 
-class TransactionService:
+class TransactionService(SendingService[Ub2Partner]):
     """UB2 sending (transactions, control results) and reads on a node's store."""
 
     def __init__(
@@ -125,25 +125,17 @@ class TransactionService:
         partners: Sequence[Ub2Partner],
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        if store.database is not outbox.database:
-            raise ValueError("the transaction store and the outbox must share one database")
+        super().__init__(
+            store=store, outbox=outbox, identity=identity, partners=partners, clock=clock
+        )
         self.store = store
-        self.outbox = outbox
-        self.identity = identity
-        self.own = identity.administration
-        self.partners = {p.administration: p for p in partners}
-        self.clock = clock
 
-    def partner(self, code: Administration) -> Ub2Partner:
-        found = self.partners.get(code)
-        if found is None:
-            known = ", ".join(sorted(p.value for p in self.partners)) or "none"
-            raise TransactionError(
-                f"{code.value} is not a configured partner (partners: {known})",
-                code=UB2_NOT_AGREED,
-                location="partners",
-            )
-        return found
+    def _unknown_partner(self, code: Administration, known: str) -> GatewayError:
+        return TransactionError(
+            f"{code.value} is not a configured partner (partners: {known})",
+            code=UB2_NOT_AGREED,
+            location="partners",
+        )
 
     # -- sending ---------------------------------------------------------------------------------
     def send_consignment(
