@@ -88,13 +88,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     check = _signer_check(config, _trust(args, config))
     if args.archive:
-        try:
-            raw = Path(args.archive).read_bytes()
+        try:  # read line by line, not whole: an archive may hold millions of entries
+            with Path(args.archive).open("rb") as source:
+                report = verify_archive(source, check)
         except OSError as exc:
             raise ConfigError(
                 f"cannot read {args.archive}: {exc.strerror}", location=str(args.archive)
             ) from None
-        report = verify_archive(raw, check)
         what = f"archive {args.archive}"
     else:
         with _database(args.config) as database:

@@ -26,6 +26,10 @@ checkpoints whose head falls in the range (``{"type": "checkpoint", ..., "payloa
 "jws"}``), and last a statement ``{"type": "statement", "payload": base64, "jws"}`` signed
 (typ ``gnc-log-archive+jws``) over canonical JSON naming the SHA-256 of every byte before the
 statement line, the entry count, the last seq and its digest.
+
+Both run in bounded memory: the store is read `page` rows at a time (SqliteMessageLog.iter_chain)
+and an archive line by line; the walk keeps the head, counters and the checkpoints (one per
+`checkpoint_every` entries), never the rows.
 """
 
 from __future__ import annotations
@@ -33,12 +37,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
+import itertools
 import json
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography import x509
 
@@ -55,6 +63,7 @@ from gateway.errors import (
 from gateway.model.header import utc_now
 from gateway.store.message_log import (
     CHECKPOINT_TYP,
+    DEFAULT_PAGE,
     GENESIS,
     Checkpoint,
     Direction,
@@ -97,57 +106,54 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _first_chain_problem(
-    rows: Sequence[LogEntry], first_seq: int, start_prev: bytes, sequence_used: int
-) -> DeliveryError | None:
-    """The first altered, removed or inserted row of the stored chain, if any."""
-    expected_seq, expected_prev = first_seq, start_prev
-    seen: dict[bytes, int] = {}  # stored digest -> index of the row carrying it
-    for i, row in enumerate(rows):
-        if row.seq != expected_seq:
-            gap = (
-                f"entry seq {expected_seq}"
-                if row.seq == expected_seq + 1
-                else f"entries seq {expected_seq}..{row.seq - 1}"
-            )
-            return _tampered(f"{gap} removed (the chain jumps to seq {row.seq})", expected_seq)
-        if row.prev_sha256 != expected_prev:
-            j = seen.get(row.prev_sha256)
-            if j is not None and j < i - 1:
-                inserted = rows[j + 1]
-                return _tampered(
-                    f"{_name(inserted)} inserted (seq {row.seq} chains to seq {rows[j].seq})",
-                    inserted.seq,
-                )
-            if i == 0:
-                return _tampered(
-                    f"{_name(row)} altered (its prev_sha256 is not the chain head before it)",
-                    row.seq,
-                )
-            before = rows[i - 1]
-            return _tampered(
-                f"{_name(before)} altered (its digest was rewritten: seq {row.seq} chained "
-                "to another)",
-                before.seq,
-            )
-        if digest_of(row, row.prev_sha256) != row.entry_sha256:
-            following = rows[i + 1] if i + 1 < len(rows) else None
-            if following is not None and following.prev_sha256 == expected_prev:
-                return _tampered(
-                    f"{_name(row)} inserted (seq {following.seq} chains past it)", row.seq
-                )
-            return _tampered(f"{_name(row)} altered (its digest does not match it)", row.seq)
-        if row.entry_sha256 not in seen:
-            seen[row.entry_sha256] = i
-        expected_seq, expected_prev = row.seq + 1, row.entry_sha256
-    if sequence_used >= expected_seq:
-        gap = (
-            f"entry seq {expected_seq}"
-            if sequence_used == expected_seq
-            else f"entries seq {expected_seq}..{sequence_used}"
-        )
-        return _tampered(f"{gap} removed (the log had reached seq {sequence_used})", expected_seq)
+def _removed(expected_seq: int, last: int, why: str) -> DeliveryError:
+    """Seqs expected_seq..last are missing."""
+    one = last == expected_seq
+    gap = f"entry seq {expected_seq}" if one else f"entries seq {expected_seq}..{last}"
+    return _tampered(f"{gap} removed ({why})", expected_seq)
+
+
+def _earlier_link(
+    rows: Iterable[LogEntry], digest: bytes, before: int
+) -> tuple[LogEntry, LogEntry] | None:
+    """(row j, row j + 1) for the first row j < `before` (by position) carrying `digest`.
+
+    Walked again only on the way to an error, so the walk that verifies need not remember
+    every digest it has seen to tell an insertion from an alteration."""
+    walk = iter(rows)
+    for j, row in enumerate(walk):
+        if j >= before:
+            return None
+        if row.entry_sha256 == digest:
+            following = next(walk, None)
+            return (row, following) if following is not None else None
     return None
+
+
+def _mischained(
+    row: LogEntry,
+    position: int,
+    before: LogEntry | None,
+    rescan: Callable[[], Iterable[LogEntry]],
+) -> DeliveryError:
+    """The problem when `row` (at `position`, the rows before it sound) does not chain to the
+    row before it: rows inserted after an earlier row it chains to, or the row before altered."""
+    if position >= 2:
+        link = _earlier_link(rescan(), row.prev_sha256, position - 1)
+        if link is not None:
+            chained_to, inserted = link
+            return _tampered(
+                f"{_name(inserted)} inserted (seq {row.seq} chains to seq {chained_to.seq})",
+                inserted.seq,
+            )
+    if before is None:
+        return _tampered(
+            f"{_name(row)} altered (its prev_sha256 is not the chain head before it)", row.seq
+        )
+    return _tampered(
+        f"{_name(before)} altered (its digest was rewritten: seq {row.seq} chained to another)",
+        before.seq,
+    )
 
 
 def check_checkpoint(checkpoint: Checkpoint, signer_check: SignerCheck) -> None:
@@ -181,7 +187,7 @@ def check_checkpoint(checkpoint: Checkpoint, signer_check: SignerCheck) -> None:
 
 
 def verify_chain(
-    rows: Sequence[LogEntry],
+    rows: Iterable[LogEntry],
     checkpoints: Sequence[Checkpoint],
     signer_check: SignerCheck,
     *,
@@ -189,47 +195,93 @@ def verify_chain(
     start_prev: bytes = GENESIS,
     sequence_used: int = 0,
     check_counts: bool = True,
+    rescan: Callable[[], Iterable[LogEntry]] | None = None,
 ) -> VerifyReport:
-    """Raise DeliveryError at the first problem; the recomputed head if there is none."""
-    problem = _first_chain_problem(rows, first_seq, start_prev, sequence_used)
-    if problem is not None:
-        raise problem
-    for checkpoint in checkpoints:
-        check_checkpoint(checkpoint, signer_check)
-    # Recompute the chain from its start (not trusting stored digests) against each checkpoint.
+    """Raise DeliveryError at the first problem; the recomputed head if there is none.
+
+    One pass over `rows` (a list, or a page-by-page walk of a store, or an archive read line by
+    line) that keeps the head, counters and the checkpoints, never the rows, so memory does not
+    grow with the log. The findings are reported in a fixed order: a problem of the chain
+    itself (anywhere), then a checkpoint's signature, then the first checkpoint the chain no
+    longer matches. `rescan` walks the rows again from the start, to name an inserted row
+    (only then); it defaults to `rows` when that is a Sequence.
+    """
+    if rescan is None:
+        if not isinstance(rows, Sequence):
+            raise TypeError("verify_chain needs `rescan` to walk an iterator of rows again")
+        rescan = _again(rows)
     wanted = sorted(checkpoints, key=lambda c: c.head_seq)
-    index = 0
-    prev = start_prev
+    index = 0  # the next checkpoint (by head) to reach
+    mismatch: DeliveryError | None = None  # the first checkpoint the chain does not match
     last_good = first_seq - 1
-    for position, row in enumerate(rows, start=1):
-        prev = digest_of(row, prev)
-        while index < len(wanted) and wanted[index].head_seq <= row.seq:
-            checkpoint = wanted[index]
-            counts_ok = not check_counts or checkpoint.entries == position
-            if checkpoint.head_seq != row.seq or prev != checkpoint.head_sha256 or not counts_ok:
+    expected_seq, expected_prev = first_seq, start_prev
+    count = 0
+    before: LogEntry | None = None
+    walk = iter(rows)
+    for row in walk:
+        if row.seq != expected_seq:
+            raise _removed(expected_seq, row.seq - 1, f"the chain jumps to seq {row.seq}")
+        if row.prev_sha256 != expected_prev:
+            raise _mischained(row, count, before, rescan)
+        digest = digest_of(row, row.prev_sha256)
+        if digest != row.entry_sha256:
+            following = next(walk, None)
+            if following is not None and following.prev_sha256 == expected_prev:
                 raise _tampered(
+                    f"{_name(row)} inserted (seq {following.seq} chains past it)", row.seq
+                )
+            raise _tampered(f"{_name(row)} altered (its digest does not match it)", row.seq)
+        count += 1
+        before, expected_seq, expected_prev = row, row.seq + 1, digest
+        # Every row so far is sound, so `digest` is the recomputed chain head at this seq.
+        while mismatch is None and index < len(wanted) and wanted[index].head_seq <= row.seq:
+            checkpoint = wanted[index]
+            counts_ok = not check_counts or checkpoint.entries == count
+            if checkpoint.head_seq != row.seq or digest != checkpoint.head_sha256 or not counts_ok:
+                mismatch = _tampered(
                     f"entries seq {last_good + 1}..{checkpoint.head_seq} were altered, removed or "
                     f"inserted: the chain no longer matches checkpoint {checkpoint.id} signed "
                     f"{checkpoint.signed_at}",
                     last_good + 1,
                 )
-            last_good = checkpoint.head_seq
-            index += 1
+            else:
+                last_good = checkpoint.head_seq
+                index += 1
+    if sequence_used >= expected_seq:
+        raise _removed(expected_seq, sequence_used, f"the log had reached seq {sequence_used}")
+    for checkpoint in checkpoints:
+        check_checkpoint(checkpoint, signer_check)
+    if mismatch is not None:
+        raise mismatch
     if index < len(wanted):
         checkpoint = wanted[index]
         raise _tampered(
-            f"entries after seq {rows[-1].seq if rows else first_seq - 1} removed: checkpoint "
+            f"entries after seq {expected_seq - 1} removed: checkpoint "
             f"{checkpoint.id} covers seq {checkpoint.head_seq}",
-            rows[-1].seq + 1 if rows else first_seq,
+            expected_seq,
         )
-    head_seq = rows[-1].seq if rows else first_seq - 1
-    return VerifyReport(len(rows), len(checkpoints), head_seq, prev)
+    return VerifyReport(count, len(checkpoints), expected_seq - 1, expected_prev)
 
 
-def verify_log(log: SqliteMessageLog, signer_check: SignerCheck) -> VerifyReport:
-    """Verify a store's whole log and its checkpoints."""
+def _again(rows: Sequence[LogEntry]) -> Callable[[], Iterable[LogEntry]]:
+    return lambda: rows
+
+
+def verify_log(
+    log: SqliteMessageLog, signer_check: SignerCheck, *, page: int = DEFAULT_PAGE
+) -> VerifyReport:
+    """Verify a store's whole log and its checkpoints, reading `page` rows at a time.
+
+    The checkpoints and the highest seq used are read first, so rows appended while the walk
+    runs are at worst verified too, never taken for a removal or a checkpoint's missing rows."""
+    checkpoints = log.checkpoints()
+    sequence_used = log.sequence_used()
     return verify_chain(
-        log.chain(), log.checkpoints(), signer_check, sequence_used=log.sequence_used()
+        log.iter_chain(page=page),
+        checkpoints,
+        signer_check,
+        sequence_used=sequence_used,
+        rescan=lambda: log.iter_chain(page=page),
     )
 
 
@@ -317,23 +369,46 @@ def export_archive(
     identity: SigningIdentity,
     start: datetime,
     end: datetime,
-    out: Path,
+    out: Path | BinaryIO,
+    *,
+    page: int = DEFAULT_PAGE,
 ) -> int:
     """Write the signed archive of the entries logged in [start, end); the number of entries.
 
     The range is contiguous in seq: from the first row logged at or after `start` to the last
-    row logged before `end`.
+    row logged before `end`. `out` is a path or a binary file; the archive is written to it line
+    by line as the log is read `page` rows at a time (one walk to find the range, one to write
+    it), so memory does not grow with the range.
     """
-    rows = [r for r in log.chain() if r.at is not None and start <= r.at < end]
-    if rows:
-        first_seq, last_seq = rows[0].seq, rows[-1].seq
-        rows = log.chain(first_seq, last_seq)
-        start_prev = rows[0].prev_sha256
+    if isinstance(out, Path):
+        try:
+            with out.open("wb") as target:
+                return export_archive(log, identity, start, end, target, page=page)
+        except BaseException:
+            if out.is_file():  # no half archive left behind (a device such as stdout stays)
+                out.unlink()
+            raise
+    first_seq: int | None = None
+    last_seq = 0
+    for r in log.iter_chain(page=page):
+        if r.at is not None and start <= r.at < end:
+            first_seq = r.seq if first_seq is None else first_seq
+            last_seq = r.seq
+    rows = log.iter_chain(first_seq, last_seq, page=page) if first_seq is not None else iter(())
+    first = next(rows, None)
+    if first is not None:
+        first_seq, start_prev = first.seq, first.prev_sha256
     else:
         first_seq, last_seq, start_prev = 1, 0, GENESIS
-    checkpoints = [c for c in log.checkpoints() if first_seq <= c.head_seq <= last_seq]
     administration = identity.administration.value
-    body = _line(
+    body = hashlib.sha256()
+
+    def write(document: dict[str, Any]) -> None:
+        line = _line(document)
+        body.update(line)
+        out.write(line)
+
+    write(
         {
             "type": "header",
             "format": ARCHIVE_FORMAT,
@@ -344,39 +419,104 @@ def export_archive(
             "prev_sha256": start_prev.hex(),
         }
     )
-    body += b"".join(_line(_entry_json(r)) for r in rows)
-    body += b"".join(_line(_checkpoint_json(c)) for c in checkpoints)
+    count, head = 0, start_prev
+    for r in itertools.chain((first,), rows) if first is not None else ():
+        write(_entry_json(r))
+        count, head = count + 1, r.entry_sha256
+    for c in log.checkpoints():
+        if first_seq <= c.head_seq <= last_seq:
+            write(_checkpoint_json(c))
     statement = _statement_payload(
         {
             "typ": "gnc-log-archive",
             "administration": administration,
-            "archive_sha256": hashlib.sha256(body).hexdigest(),
-            "entries": len(rows),
+            "archive_sha256": body.hexdigest(),
+            "entries": count,
             "last_seq": last_seq,
-            "head_sha256": (rows[-1].entry_sha256 if rows else start_prev).hex(),
+            "head_sha256": head.hex(),
             "signed_at": utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }
     )
     jws = sign_detached(statement, identity, ARCHIVE_TYP)
-    final = _line(
-        {"type": "statement", "payload": base64.b64encode(statement).decode(), "jws": jws}
+    out.write(
+        _line({"type": "statement", "payload": base64.b64encode(statement).decode(), "jws": jws})
     )
-    out.write_bytes(body + final)
-    return len(rows)
+    return count
 
 
 def _archive_error(message: str) -> DeliveryError:
     return _tampered(f"archive: {message}", None)
 
 
-def verify_archive(raw: bytes, signer_check: SignerCheck) -> VerifyReport:
-    """Verify an archive on its own: statement signature and signer, chain, checkpoints, digest."""
-    lines = raw.splitlines(keepends=True)
-    if len(lines) < 2:
+def _lines(source: BinaryIO) -> Iterator[bytes]:
+    """The lines of `source` one at a time, cut where bytes.splitlines cuts them (\\n, \\r\\n
+    and \\r): the file is read by \\n, and a \\r\\n never spans two reads."""
+    for chunk in source:
+        yield from chunk.splitlines(keepends=True)
+
+
+def _archive_entries(source: BinaryIO, offset: int, lines: int) -> Iterator[LogEntry]:
+    """The entries among the `lines` lines at `offset` (the first pass checked they parse)."""
+    source.seek(offset)
+    for n, line in enumerate(_lines(source)):
+        if n == lines:
+            return
+        try:
+            document = json.loads(line)
+            entry = _entry_of(document) if document.get("type") == "entry" else None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # changed meanwhile
+            raise _archive_error(f"cannot be read ({exc})") from None
+        if entry is not None:
+            yield entry
+
+
+def verify_archive(source: bytes | BinaryIO, signer_check: SignerCheck) -> VerifyReport:
+    """Verify an archive on its own: statement signature and signer, chain, checkpoints, digest.
+
+    `source` is read line by line, twice (first its digest, header, statement and
+    checkpoints; then the chain), so memory does not grow with the archive; one that cannot
+    seek (a pipe) is first copied to a temporary file.
+    """
+    if isinstance(source, bytes):
+        return verify_archive(io.BytesIO(source), signer_check)
+    if not source.seekable():
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(source, spool)
+            spool.seek(0)
+            return verify_archive(spool, signer_check)
+    start = source.tell()
+    lines = _lines(source)
+    first, pending = next(lines, None), next(lines, None)
+    if first is None or pending is None:
         raise _archive_error("too short to be an archive (header and statement at least)")
+    body = hashlib.sha256(first)  # every byte before the statement line
+    middle = 0  # lines between the header and the statement
+    checkpoints: list[Checkpoint] = []
+    # Problems found on the way, reported in the order a reader of the whole file reports them.
+    bad_entry: Exception | None = None
+    bad_checkpoint: Exception | None = None
+    stray = False
     try:
-        documents = [json.loads(line) for line in lines]
-        header, statement_line = documents[0], documents[-1]
+        header = json.loads(first)
+        for line in lines:
+            document = json.loads(pending)
+            body.update(pending)
+            middle += 1
+            kind = document.get("type") if isinstance(document, dict) else None
+            if kind == "entry":
+                try:
+                    _entry_of(document)
+                except (ValueError, KeyError, TypeError) as exc:
+                    bad_entry = bad_entry or exc
+            elif kind == "checkpoint":
+                try:
+                    checkpoints.append(_checkpoint_of(document))
+                except (ValueError, KeyError, TypeError) as exc:
+                    bad_checkpoint = bad_checkpoint or exc
+            else:
+                stray = True
+            pending = line
+        statement_line = json.loads(pending)
         if header.get("type") != "header" or header.get("format") != ARCHIVE_FORMAT:
             raise ValueError(f"the first line is not a {ARCHIVE_FORMAT} header")
         if statement_line.get("type") != "statement":
@@ -384,9 +524,10 @@ def verify_archive(raw: bytes, signer_check: SignerCheck) -> VerifyReport:
         payload = base64.b64decode(str(statement_line["payload"]), validate=True)
         jws = str(statement_line["jws"])
         statement = json.loads(payload)
-        entries = [_entry_of(d) for d in documents[1:-1] if d.get("type") == "entry"]
-        checkpoints = [_checkpoint_of(d) for d in documents[1:-1] if d.get("type") == "checkpoint"]
-        if len(entries) + len(checkpoints) != len(documents) - 2:
+        for problem in (bad_entry, bad_checkpoint):
+            if problem is not None:
+                raise problem
+        if stray:
             raise ValueError("a line is neither an entry nor a checkpoint")
         first_seq = int(header["first_seq"])
         start_prev = bytes.fromhex(str(header["prev_sha256"]))
@@ -409,15 +550,17 @@ def verify_archive(raw: bytes, signer_check: SignerCheck) -> VerifyReport:
         ) from None
     if str(header.get("administration")) != str(statement["administration"]):
         raise _archive_error("the header names another administration than the statement")
+    offset = start + len(first)
     report = verify_chain(
-        entries,
+        _archive_entries(source, offset, middle),
         checkpoints,
         signer_check,
         first_seq=first_seq,
         start_prev=start_prev,
         check_counts=False,
+        rescan=lambda: _archive_entries(source, offset, middle),
     )
-    if hashlib.sha256(b"".join(lines[:-1])).hexdigest() != statement.get("archive_sha256"):
+    if body.hexdigest() != statement.get("archive_sha256"):
         raise _archive_error("its bytes are not the ones the exporter signed")
     if (
         statement.get("entries") != report.entries

@@ -58,7 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,6 +78,8 @@ GENESIS = bytes(32)  # the prev_sha256 of seq 1
 ENTRY_DOMAIN = b"gnc-log-entry/1\n"
 CHECKPOINT_TYP = "gnc-log-checkpoint+jws"
 DEFAULT_CHECKPOINT_EVERY = 1000
+# Rows per SELECT when the whole chain is walked (verify, export): the memory they take.
+DEFAULT_PAGE = 1000
 # PostgreSQL: the transaction-level advisory lock that serialises appends to the one chain.
 CHAIN_LOCK = 0x676E635F6C6F67  # "gnc_log"
 
@@ -556,6 +558,31 @@ class SqliteMessageLog:
         rows = self.database.reader().execute(sql + " ORDER BY seq", params).fetchall()
         return [_entry(row) for row in rows]
 
+    def iter_chain(
+        self, first_seq: int = 1, last_seq: int | None = None, page: int = DEFAULT_PAGE
+    ) -> Iterator[LogEntry]:
+        """Rows with first_seq <= seq (<= last_seq), in seq order, `page` rows per SELECT.
+
+        So verifying or exporting a log of millions of rows holds one page, not the log. Each
+        page is a statement of its own, keyed on seq (the primary key) rather than OFFSET, so a
+        page deep in the log costs what the first one does, and no cursor or read transaction
+        stays open between pages (a reader must not hold back SQLite's WAL checkpoints)."""
+        if page < 1:
+            raise ValueError("page must be positive")
+        sql = f"SELECT {_COLUMNS} FROM message_log WHERE seq > ?"
+        if last_seq is not None:
+            sql += " AND seq <= ?"
+        sql += " ORDER BY seq LIMIT ?"
+        after = first_seq - 1
+        while True:
+            params: list[object] = [after] if last_seq is None else [after, last_seq]
+            rows = self.database.reader().execute(sql, [*params, page]).fetchall()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+
     def checkpoints(self) -> list[Checkpoint]:
         rows = self.database.reader().execute(
             f"SELECT {_CHECKPOINT_COLUMNS} FROM message_log_checkpoint ORDER BY id"
@@ -622,6 +649,7 @@ def logged(apply: Apply | None, entry: LogEntry) -> LoggedStep:
 
 __all__ = [
     "CHECKPOINT_TYP",
+    "DEFAULT_PAGE",
     "GENESIS",
     "Checkpoint",
     "Direction",
