@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from gateway.envelope.intake import IntakeLimits
@@ -86,6 +87,9 @@ class PartnerConfig:
     endpoint: str  # host:port for grpc, https URL for xml
     ca: tuple[Path, ...]
     crl: tuple[Path, ...] = ()
+    # Issuing CAs under `ca` whose CRLs are configured under `crl` (their certificates still
+    # travel with each chain: a peer sends its intermediate, it is not taken from here).
+    intermediates: tuple[Path, ...] = ()
     signers: tuple[SignerConfig, ...] | None = None  # None: any signing cert its CAs issue
     require_crl: bool = True
     tls_server_name: str | None = None  # name to check in its TLS certificate, if not the host
@@ -290,6 +294,7 @@ _PARTNER = (
     "binding",
     "endpoint",
     "ca",
+    "intermediates",
     "crl",
     "require_crl",
     "signers",
@@ -534,6 +539,32 @@ def _endpoint(r: _Reader, key: str, binding: PartnerBinding, value: str) -> str:
     return value
 
 
+def _issued_by_one_of(
+    issued: x509.Certificate | x509.CertificateRevocationList, cas: Sequence[x509.Certificate]
+) -> bool:
+    """Signed by one of ``cas`` (matched by name, checked by signature)."""
+    for ca in cas:
+        if ca.subject != issued.issuer:
+            continue
+        if isinstance(issued, x509.CertificateRevocationList):
+            if issued.is_signature_valid(cast(Any, ca.public_key())):
+                return True
+            continue
+        try:
+            issued.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _partner(
     r: _Reader, index: int, value: Any, own: Administration, now: datetime
 ) -> tuple[PartnerConfig, PartnerTrust, bytes]:
@@ -557,6 +588,13 @@ def _partner(
     anchors: list[x509.Certificate] = []
     for ca_key, _, pem in cas:
         anchors.extend(r.wrap(ca_key, partial(certificates_from_pem, pem, what="CA certificate")))
+    issuing: list[x509.Certificate] = []
+    inter_files = r.files(table, key, "intermediates")
+    for inter_key, inter_path, pem in inter_files:
+        for cert in r.wrap(inter_key, partial(certificates_from_pem, pem, what="CA certificate")):
+            if not _issued_by_one_of(cert, anchors) or not _is_ca(cert):
+                r.fail(inter_key, f"{inter_path} is not a CA certificate issued by {key}.ca")
+            issuing.append(cert)
     require_crl = r.boolean(table, key, "require_crl", True)
     crl_files = r.files(table, key, "crl")
     if require_crl and not crl_files:
@@ -569,9 +607,8 @@ def _partner(
     for crl_key, crl_path, data in crl_files:
         loaded = r.wrap(crl_key, partial(crls_from_bytes, data))
         for crl in loaded:
-            issuers = [a for a in anchors if a.subject == crl.issuer]
-            if not any(crl.is_signature_valid(cast(Any, a.public_key())) for a in issuers):
-                r.fail(crl_key, f"{crl_path} is not signed by any CA in {key}.ca")
+            if not _issued_by_one_of(crl, [*anchors, *issuing]):
+                r.fail(crl_key, f"{crl_path} is not signed by any CA in {key}.ca or .intermediates")
             if crl.next_update_utc is not None and crl.next_update_utc < now:
                 log.warning(
                     "%s: CRL %s is stale since %s: %s's messages will be refused until it is "
@@ -614,6 +651,7 @@ def _partner(
         endpoint=endpoint,
         ca=tuple(path for _, path, _ in cas),
         crl=tuple(path for _, path, _ in crl_files),
+        intermediates=tuple(path for _, path, _ in inter_files),
         signers=signers,
         require_crl=require_crl,
         tls_server_name=server_name,

@@ -11,6 +11,10 @@ Never use it for production: keys are written unencrypted. Layout under the chos
     <ADMIN>/revoked.pem ...key.pem           signing certificate listed in crl.pem
     FOREIGN/ca.pem ...                       a CA no administration trusts, and under it
     FOREIGN/<ADMIN>-impostor.pem ...key.pem  certificates that claim to be each administration
+
+Root CAs allow no intermediate (path length 0) unless `init_test_pki(..., ca_path_length=...)`
+says otherwise; `issue_intermediate_tls` then adds an issuing CA and a TLS client under it, the
+shape of a real partner PKI (tests of chains sent in the TLS handshake).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class _Issued:
     cert: x509.Certificate
 
 
-def _make_ca(admin: str, now: dt.datetime) -> _Issued:
+def _make_ca(admin: str, now: dt.datetime, path_length: int | None = 0) -> _Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(admin, "GNC test root CA")
     cert = (
@@ -70,7 +74,7 @@ def _make_ca(admin: str, now: dt.datetime) -> _Issued:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
             critical=True,
@@ -155,8 +159,13 @@ def init_test_pki(
     administrations: tuple[str, ...] | None = None,
     *,
     now: dt.datetime | None = None,
+    ca_path_length: int | None = 0,
 ) -> TestPki:
-    """Write a complete test PKI under `root` and return a handle to it."""
+    """Write a complete test PKI under `root` and return a handle to it.
+
+    `ca_path_length`: intermediates each root CA allows below it (None: no limit); the default
+    0 keeps every certificate directly under its root.
+    """
     now = now or dt.datetime.now(dt.UTC)
     admins = administrations or tuple(a.value for a in Administration)
     root.mkdir(parents=True, exist_ok=True)
@@ -164,7 +173,7 @@ def init_test_pki(
     for admin in admins:
         directory = root / admin
         directory.mkdir(exist_ok=True)
-        ca = _make_ca(admin, now)
+        ca = _make_ca(admin, now, ca_path_length)
         _write(directory, "ca", ca)
         start, end = now - dt.timedelta(days=1), now + 2 * year
         _write(
@@ -226,7 +235,7 @@ def init_test_pki(
         (directory / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     foreign_dir = root / FOREIGN
     foreign_dir.mkdir(exist_ok=True)
-    foreign_ca = _make_ca("FOREIGN", now)
+    foreign_ca = _make_ca("FOREIGN", now, ca_path_length)
     _write(foreign_dir, "ca", foreign_ca)
     for admin in admins:
         impostor = _make_leaf(
@@ -239,6 +248,67 @@ def init_test_pki(
         )
         _write(foreign_dir, f"{admin}-impostor", impostor)
     return TestPki(root)
+
+
+def issue_intermediate_tls(
+    pki: TestPki,
+    admin: str,
+    stem: str = "tls-intermediate",
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Add an issuing CA under `admin`'s root and a TLS client certificate under that CA.
+
+    For tests of mutual TLS with a partner PKI that issues from an intermediate: the root must
+    allow it (`init_test_pki(..., ca_path_length=1)` or None). Writes under `<ADMIN>/`:
+    `<stem>.pem` (leaf then intermediate: what a client sends) and `<stem>.key.pem`,
+    `<stem>-leaf.pem` (the leaf alone), `<stem>-ca.pem` and `<stem>-ca.key.pem` (the
+    intermediate) and `<stem>-ca-crl.pem` (its CRL, revoking nothing).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    directory = pki.root / admin
+    root_key = serialization.load_pem_private_key(
+        pki.key_path(admin, "ca").read_bytes(), password=None
+    )
+    assert isinstance(root_key, ec.EllipticCurvePrivateKey)
+    root = _Issued(root_key, pki.ca(admin))
+    start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=365)
+    key = _ec_key()
+    inter = _Issued(
+        key,
+        x509.CertificateBuilder()
+        .subject_name(_name(admin, f"GNC test issuing CA {stem}"))
+        .issuer_name(root.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+            critical=False,
+        )
+        .sign(root_key, hashes.SHA256()),
+    )
+    _write(directory, f"{stem}-ca", inter)
+    leaf = _make_leaf(
+        inter, admin, f"gateway {stem}", key=_ec_key(), tls=True, not_before=start, not_after=end
+    )
+    _write(directory, stem, leaf, (inter.cert,))
+    (directory / f"{stem}-leaf.pem").write_bytes(_pem_cert(leaf.cert))
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(inter.cert.subject)
+        .last_update(now - dt.timedelta(hours=1))
+        .next_update(now + dt.timedelta(days=30))
+        .sign(inter.key, hashes.SHA256())
+    )
+    (directory / f"{stem}-ca-crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,21 @@ class _Stopping(TransportError):
 
 
 @lru_cache(maxsize=256)
-def _peer_certificate(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
+def _peer_chain(
+    leaf_pem: bytes, chain_pem: bytes
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The client's leaf and the intermediates it sent, parsed once per distinct chain.
+
+    Keyed by the raw PEM grpc hands over, so a repeat call costs a dict lookup; the same objects
+    come back, which keeps the trust store's fingerprint memo warm. grpc's chain property holds
+    what the peer sent after its leaf (it is absent when only the leaf was sent); a leaf found
+    in it anyway is dropped, so both forms give the same intermediates.
+    """
+    leaf = x509.load_pem_x509_certificate(leaf_pem)
+    if not chain_pem.strip():
+        return leaf, ()
+    sent = x509.load_pem_x509_certificates(chain_pem)
+    return leaf, tuple(cert for cert in sent if cert != leaf)
 
 
 class _StoreHealth(health.HealthServicer):  # type: ignore[misc]
@@ -533,16 +546,23 @@ class GrpcGatewayServer:
         )
 
     def _tls_peer(self, context: grpc.ServicerContext) -> Administration | None:
-        """The administration the client's TLS certificate proves (None in plaintext mode)."""
+        """The administration the client's TLS certificate proves (None in plaintext mode).
+
+        The intermediates the client sent in the handshake go to the trust store with the leaf,
+        so a partner whose PKI issues TLS certificates from an intermediate CA is recognised.
+        """
         if self._tls is None:
             return None
-        pems = context.auth_context().get("x509_pem_cert")
+        auth = context.auth_context()
+        pems = auth.get("x509_pem_cert")
         if not pems:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "TRUST_UNTRUSTED: no client certificate")
         try:
-            cert = _peer_certificate(bytes(pems[0]))
+            cert, intermediates = _peer_chain(
+                bytes(pems[0]), b"".join(auth.get("x509_pem_cert_chain") or ())
+            )
             peer: Administration = self.node.trust.administration_of_tls_peer(
-                cert, self.node.clock()
+                cert, self.node.clock(), intermediates
             )
         except GatewayError as error:
             log.info("TLS peer refused: %s", error)

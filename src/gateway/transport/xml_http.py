@@ -14,9 +14,9 @@ Protocol (docs/configuration.md has the operator's view):
   but the trust store refuses it (e.g. revoked), 503 ``DLV_STORE_UNAVAILABLE`` while stopping.
 * ``GET /healthz``: 200 when the message store answers, else 503.
 
-The TLS peer's administration comes from its client certificate (TrustStore.
-administration_of_tls_peer) and is handed to the node, which refuses an envelope whose signed
-sender is another administration (TRUST_WRONG_PARTNER).
+The TLS peer's administration comes from its client certificate and the intermediate CAs it
+sent in the handshake (TrustStore.administration_of_tls_peer) and is handed to the node, which
+refuses an envelope whose signed sender is another administration (TRUST_WRONG_PARTNER).
 
 Slow clients cannot pin threads: every socket read has a timeout, a watchdog closes connections
 whose handshake or request (line, headers, body) takes longer than a deadline, and the number of
@@ -25,6 +25,7 @@ open connections is bounded.
 
 from __future__ import annotations
 
+import _ssl
 import contextlib
 import http.client
 import logging
@@ -39,6 +40,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -157,6 +159,41 @@ def _problem_fields(body: bytes) -> tuple[str, str]:
     return code, detail
 
 
+# --- the TLS peer --------------------------------------------------------------------------------
+def _sent_chain(sock: ssl.SSLSocket) -> tuple[bytes, ...]:
+    """DER of the certificates the TLS client sent (as sent, not the verified path); () if the
+    running Python cannot tell, and the leaf alone is then all the trust store sees.
+
+    Python 3.13 has SSLSocket.get_unverified_chain() (DER bytes); 3.10-3.12 only the private
+    one on `_sslobj` (_ssl.Certificate objects). Whether the leaf is in it is left to the
+    caller, which drops it.
+    """
+    try:
+        public = getattr(sock, "get_unverified_chain", None)
+        if public is not None:
+            return tuple(bytes(der) for der in public() or ())
+        private = getattr(getattr(sock, "_sslobj", None), "get_unverified_chain", None)
+        if private is None:
+            return ()
+        return tuple(cert.public_bytes(_ssl.ENCODING_DER) for cert in private() or ())
+    except (AttributeError, TypeError, ValueError, ssl.SSLError) as exc:  # a private API
+        log.warning("XML listener: cannot read the TLS client's chain (%s); using its leaf", exc)
+        return ()
+
+
+@lru_cache(maxsize=256)
+def _peer_chain(
+    leaf_der: bytes, sent: tuple[bytes, ...]
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """The client's leaf and the other certificates it sent (its intermediates), parsed once
+    per distinct chain: new connections of the same partner reuse the same objects."""
+    try:
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        return leaf, tuple(x509.load_der_x509_certificate(der) for der in sent if der != leaf_der)
+    except ValueError as exc:
+        raise TrustError(f"the TLS client's certificate chain cannot be read: {exc}") from None
+
+
 # --- the server ----------------------------------------------------------------------------------
 @dataclass
 class _Connection:
@@ -238,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
     def __init__(self, request: Any, client_address: Any, server: _Server, token: int) -> None:
         self._token = token
         self.linger = False  # a body was left unread: drain it before closing (see _linger)
-        self._peer_cert: x509.Certificate | None = None
+        self._peer_chain: tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None = None
         self._length = 0
         self._peer: Administration | None = None
         super().__init__(request, client_address, server)
@@ -357,13 +394,15 @@ class _Handler(BaseHTTPRequestHandler):
         return self._check_headers()
 
     def _tls_peer(self) -> Administration:
-        if self._peer_cert is None:
+        """The partner the client's certificate, with the intermediates it sent, chains to."""
+        if self._peer_chain is None:
             der = self.connection.getpeercert(binary_form=True)
             if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than assume
                 raise TrustError("the TLS client presented no certificate")
-            self._peer_cert = x509.load_der_x509_certificate(der)
+            self._peer_chain = _peer_chain(der, _sent_chain(self.connection))
+        leaf, intermediates = self._peer_chain
         node = self.server.owner.node
-        return node.trust.administration_of_tls_peer(self._peer_cert, node.clock())
+        return node.trust.administration_of_tls_peer(leaf, node.clock(), intermediates)
 
     # -- methods --------------------------------------------------------------------------------
     def do_POST(self) -> None:
