@@ -84,7 +84,7 @@ def start_gateway(config_path: Path, *, part_size: int = 1000, batch_size: int =
     xml_server = XmlHttpServer(
         node, host="127.0.0.1", port=config.listen.xml[1], identity=config.tls_identity
     )
-    responder = responder_for(config, database)
+    responder = responder_for(config, database, message_log=node.message_log)
     serve_inquiries(responder.respond, grpc_server=grpc_server, xml_server=xml_server)
     grpc_server.start()
     xml_server.start()

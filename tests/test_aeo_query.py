@@ -59,7 +59,7 @@ def test_a_query_is_answered_signed_and_verified(pair: tuple[Gateway, Gateway]) 
         record.authorisation_number,
         record.references("US-MID")[0],
     ):
-        verified = ask_partner(us.config, EU, identifier)
+        verified = ask_partner(us.config, EU, identifier, message_log=us.node.message_log)
         answer = verified.answer
         assert answer.identifier == identifier and answer.is_aeo
         assert answer.since == record.authorised_since
@@ -67,7 +67,7 @@ def test_a_query_is_answered_signed_and_verified(pair: tuple[Gateway, Gateway]) 
         assert verified.header.sender is EU and verified.header.receiver is US
         assert verified.signer.administration is EU
 
-    unknown = ask_partner(us.config, EU, "NL000000000000")
+    unknown = ask_partner(us.config, EU, "NL000000000000", message_log=us.node.message_log)
     assert not unknown.answer.found and unknown.answer.refusal_code == ""
 
 
@@ -76,9 +76,13 @@ def test_refusals_under_the_agreement(pair: tuple[Gateway, Gateway]) -> None:
     own = list(eu.store.records(EU))
     aeoc = next(r for r in own if r.aeo_type is AeoType.AEOC and r.consent)
     no_consent = next(r for r in own if not r.consent)
-    answer = ask_partner(us.config, EU, aeoc.authorisation_number).answer
+    answer = ask_partner(
+        us.config, EU, aeoc.authorisation_number, message_log=us.node.message_log
+    ).answer
     assert answer.refusal_code == AEO_TYPE_NOT_ELIGIBLE and answer.record is None
-    answer = ask_partner(us.config, EU, no_consent.holder_id).answer
+    answer = ask_partner(
+        us.config, EU, no_consent.holder_id, message_log=us.node.message_log
+    ).answer
     assert answer.refusal_code == AEO_NO_CONSENT and answer.record is None
 
 
@@ -88,7 +92,7 @@ def test_a_query_without_agreement_is_refused_with_a_signed_answer(
     eu, _ = pair
     # the US gateway has no UB1 profile for EU: EU's query is refused, signed by US
     with pytest.raises(AeoError) as caught:
-        ask_partner(eu.config, US, "US12345")
+        ask_partner(eu.config, US, "US12345", message_log=eu.node.message_log)
     assert caught.value.code == AEO_NO_AGREEMENT
 
 

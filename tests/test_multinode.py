@@ -363,7 +363,9 @@ def test_any_node_answers_receipt_lookups_and_queries(
             record = next(
                 r for r in generate_records(40, 5) if eligible_for(profile, r) and r.is_aeo
             )
-            verified = ask_partner(load_config(asking), EU, record.authorisation_number)
+            verified = ask_partner(
+                load_config(asking), EU, record.authorisation_number, message_log=None
+            )
             assert verified.answer.is_aeo and verified.answer.since == record.authorised_since
             assert verified.header.sender is EU
             for node in nodes:

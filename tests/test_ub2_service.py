@@ -230,7 +230,7 @@ def test_partner_without_ub1_gets_no_ub1_service(gateways: dict[str, Gateway]) -
     config = gateways["EU"].config
     assert config.partner(MD).profile is not None
     assert [p.administration for p in ub1_partners(config)] == [CN]
-    responder = responder_for(config, gateways["EU"].node.inbox.database)
+    responder = responder_for(config, gateways["EU"].node.inbox.database, message_log=None)
     assert set(responder.profiles) == {CN}
 
 

@@ -2,7 +2,7 @@
 
     gncgw aeo import FILE [--kind full|changes] [--format xml|csv]   EU export in, deltas queued
     gncgw aeo sync --to US [--deliver]                                full list queued (and sent)
-    gncgw aeo query --partner US ID                                   online query, verified
+    gncgw aeo query --partner US ID                                   online query, verified, logged
     gncgw aeo show ID                                                 own and partner records
     gncgw aeo summary [--partner US]                                  reconciliation summaries
     gncgw aeo export --partner US -o FILE                             a partner list, EOS format
@@ -184,7 +184,11 @@ def _print_record(record: AeoRecord, indent: str = "  ") -> None:
 def _cmd_query(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     partner = parse_administration(args.partner, "partner")
-    verified = ask_partner(config, partner, args.identifier)
+    node = build_node(config)  # the gateway's store: the query is a row of its message log
+    try:
+        verified = ask_partner(config, partner, args.identifier, message_log=node.message_log)
+    finally:
+        node.inbox.close()
     answer = verified.answer
     signer = verified.signer.certificate.subject.rfc4514_string()
     if answer.refusal_code:

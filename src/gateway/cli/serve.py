@@ -80,8 +80,9 @@ class _Running:
 def _start_listeners(
     config: GatewayConfig, node: GatewayNode, running: _Running, ops: Operations
 ) -> None:
-    # Online inquiries (e.g. "is this trader an AEO of yours?") answered from our own lists.
-    respond = responder_for(config, node.inbox.database).respond
+    # Online inquiries (e.g. "is this trader an AEO of yours?") answered from our own lists;
+    # every answer is in the node's message log before it leaves.
+    respond = responder_for(config, node.inbox.database, message_log=node.message_log).respond
     if config.listen.grpc is not None:
         from gateway.transport.grpc_server import GrpcGatewayServer
 

@@ -26,11 +26,15 @@ Online query (``AeoQueryResponder`` answers, ``ask_partner`` asks): a signed Aeo
 in, a signed envelope out whose correlation id is the request's message id: ``AeoQueryAnswer``
 (found, not found, or refused by the asking partner's agreement rules, with the refusal code)
 or ``AeoQueryRefused`` (the request itself was refused: signature, trust, addressing, payload,
-no agreement). Nothing is stored for a query.
+no agreement). Nothing of a query is stored but its message-log rows: the responder appends
+one RECEIVED row (ACCEPTED, or REJECTED with the refusal's code) before the answer leaves, and
+the asker one SENT row (ACCEPTED, REJECTED for a signed refusal, FAILED when no verified answer
+came back), each with the request's SHA-256 and the answer bytes as signed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import uuid
@@ -79,6 +83,13 @@ from gateway.partners.profile import (
 )
 from gateway.store.aeo_store import AeoStore, record_from_json
 from gateway.store.database import Database, Dialect, dialect_of
+from gateway.store.message_log import (
+    Direction,
+    LogEntry,
+    LogOutcome,
+    SqliteMessageLog,
+    received_entry,
+)
 from gateway.store.outbox import OutboundMessage, SqliteOutbox
 from gateway.translate import aeo_exchange
 from gateway.translate.aeo_exchange import (
@@ -107,6 +118,7 @@ __all__ = [
     "AeoService",
     "ImportResult",
     "PartnerChanges",
+    "QueryRefusedError",
     "SyncResult",
     "Ub1InboundHandler",
     "Ub1Partner",
@@ -775,6 +787,10 @@ class AeoQueryResponder:
     Call ``respond(raw, binding, tls_peer)`` from a transport; it returns the signed answer
     envelope (never raises for bad input: refusals are signed AeoQueryRefused answers). Only
     when no receiver can be named at all (no TLS peer and no readable sender) does it raise.
+
+    With a ``message_log`` (``gncgw serve`` passes the node's), every answer is appended to it
+    before it is returned, and a failure to append raises instead of answering: an answer given
+    is always in the audit log. Without one (unit tests, conformance fixtures) nothing is logged.
     """
 
     def __init__(
@@ -786,6 +802,7 @@ class AeoQueryResponder:
         profiles: Mapping[Administration, PartnerProfile],
         limits: IntakeLimits = DEFAULT_LIMITS,
         clock: Callable[[], datetime] = utc_now,
+        message_log: SqliteMessageLog | None = None,
     ) -> None:
         self.identity = identity
         self.trust = trust
@@ -793,9 +810,12 @@ class AeoQueryResponder:
         self.profiles = dict(profiles)
         self.limits = limits
         self.clock = clock
+        self.message_log = message_log
 
     def respond(self, raw: bytes, binding: Binding, tls_peer: Administration | None) -> bytes:
         request_id: str | None = None
+        header: EnvelopeHeader | None = None  # set once the envelope verified
+        refusal: GatewayError | None = None
         receiver = tls_peer
         answer: QueryAnswer | QueryRefused
         try:
@@ -824,7 +844,24 @@ class AeoQueryResponder:
                 raise
             message = f"{error.message} (at {error.location})" if error.location else error.message
             answer = QueryRefused(error.code, _printable(message)[:512])
+            refusal = error
         _, sealed = _seal(self.identity, binding, answer, receiver, correlation_id=request_id)
+        if self.message_log is not None:
+            # Before the answer leaves: if the row cannot be written (store down), the store's
+            # error propagates and the transport answers an error, never an unlogged answer.
+            self.message_log.record(
+                [
+                    received_entry(
+                        binding,
+                        raw,
+                        sealed,
+                        LogOutcome.ACCEPTED if refusal is None else LogOutcome.REJECTED,
+                        header=header,
+                        peer=tls_peer,
+                        code=refusal.code if refusal is not None else "",
+                    )
+                ]
+            )
         return sealed
 
     def _answer(self, accepted: Accepted) -> QueryAnswer:
@@ -867,6 +904,11 @@ class VerifiedAnswer:
     signer: TrustedSigner
     header: EnvelopeHeader
     raw: bytes = field(repr=False)
+
+
+class QueryRefusedError(AeoError):
+    """The partner answered with a signed, verified AeoQueryRefused: an answer (logged
+    REJECTED), unlike an answer that does not verify (logged FAILED)."""
 
 
 def build_query(
@@ -923,7 +965,7 @@ def verify_answer(
     payload = decode_payload(header, opened.payload, 1024 * 1024)
     if isinstance(payload, QueryRefused):
         code = payload.code if payload.code in registry() else AEO_QUERY_REFUSED
-        raise AeoError(
+        raise QueryRefusedError(
             f"{partner.value} refused the query: {payload.code}: {payload.message}",
             code=code,
             location=f"{partner.value}:query",
@@ -975,8 +1017,13 @@ def service_for(
     )
 
 
-def responder_for(config: GatewayConfig, database: Database) -> AeoQueryResponder:
-    """The query responder of a configured gateway (answers from its own list)."""
+def responder_for(
+    config: GatewayConfig, database: Database, *, message_log: SqliteMessageLog | None
+) -> AeoQueryResponder:
+    """The query responder of a configured gateway (answers from its own list).
+
+    ``message_log`` is required so no wiring forgets it: a node passes its own (every answer
+    logged before it leaves); None only where nothing is to be logged (tests)."""
     return AeoQueryResponder(
         identity=config.signing_identity,
         trust=config.trust,
@@ -987,23 +1034,74 @@ def responder_for(config: GatewayConfig, database: Database) -> AeoQueryResponde
             if p.profile is not None and p.profile.ub1 is not None
         },
         limits=config.limits,
+        message_log=message_log,
     )
 
 
 def ask_partner(
-    config: GatewayConfig, partner: Administration, identifier: str, *, timeout: float = 30.0
+    config: GatewayConfig,
+    partner: Administration,
+    identifier: str,
+    *,
+    message_log: SqliteMessageLog | None,
+    timeout: float = 30.0,
 ) -> VerifiedAnswer:
-    """Ask a partner online whether ``identifier`` is one of its AEOs; the verified answer."""
+    """Ask a partner online whether ``identifier`` is one of its AEOs; the verified answer.
+
+    The query sent is one SENT row of ``message_log`` (required, so a caller decides; None:
+    not logged): ACCEPTED with the verified answer, REJECTED with the code of a signed refusal,
+    FAILED with the error's code when no verified answer came back; errors are re-raised."""
     from gateway.transport.inquiry import open_inquiry_client
 
     settings = config.partner(partner)
     binding = binding_of(settings)
     header, raw, query = build_query(config.signing_identity, partner, binding, identifier)
     client = open_inquiry_client(binding, settings.endpoint, config.client_tls(partner), timeout)
+    answer: bytes | None = None
+
+    def record(outcome: LogOutcome, receipt: bytes | None, code: str = "") -> None:
+        if message_log is not None:
+            message_log.record([_sent_query_entry(header, binding, raw, receipt, outcome, code)])
+
     try:
-        answer = client.ask(raw)
-    finally:
-        client.close()
-    return verify_answer(
-        answer, binding, request=header, query=query, trust=config.trust, limits=config.limits
+        try:
+            answer = client.ask(raw)
+        finally:
+            client.close()
+        verified = verify_answer(
+            answer, binding, request=header, query=query, trust=config.trust, limits=config.limits
+        )
+    except QueryRefusedError as error:
+        record(LogOutcome.REJECTED, answer, error.code)
+        raise
+    except GatewayError as error:
+        record(LogOutcome.FAILED, None, error.code)
+        raise
+    except Exception:  # a failure below us that names no code: still an attempt to account for
+        record(LogOutcome.FAILED, None, GatewayError.code)
+        raise
+    record(LogOutcome.ACCEPTED, answer)
+    return verified
+
+
+def _sent_query_entry(
+    header: EnvelopeHeader,
+    binding: Binding,
+    raw: bytes,
+    receipt: bytes | None,
+    outcome: LogOutcome,
+    code: str,
+) -> LogEntry:
+    """The asker's row for a query sent: like a delivery attempt's (services.delivery)."""
+    return LogEntry(
+        direction=Direction.SENT,
+        message_id=header.message_id,
+        partner=header.receiver.value,
+        utility_block=header.utility_block.value,
+        message_type=header.message_type,
+        binding=binding,
+        envelope_sha256=hashlib.sha256(raw).digest(),
+        receipt=receipt,
+        outcome=outcome,
+        code=code,
     )

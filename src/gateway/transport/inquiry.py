@@ -7,6 +7,10 @@ signed protobuf envelope out, served on the gateway's gRPC port and mutual TLS. 
 certificate proves is handed to the responder, which refuses a request whose signed sender is
 another one.
 
+An answer is given only once it is in the responder's message log: when the log cannot be
+written (DeliveryError), gRPC answers UNAVAILABLE and XML a 503 problem, both with the
+DeliveryError's code (the asker may retry).
+
 What answers is a *responder*: ``respond(raw, binding, tls_peer) -> signed answer bytes``
 (services.aeo.AeoQueryResponder.respond). Bytes move unchanged both ways: the asker verifies
 the answer's signature over exactly what it received.
@@ -23,7 +27,7 @@ import grpc
 
 import gateway._proto.gnc.v1.inquiry_pb2 as inquiry_pb2
 from gateway.envelope.opened import Binding
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, DeliveryError, GatewayError
 from gateway.model.codes import Administration
 from gateway.transport.grpc_client import _transport_error
 from gateway.transport.grpc_server import GrpcGatewayServer
@@ -62,6 +66,13 @@ def _grpc_handler(server: GrpcGatewayServer, respond: Responder) -> grpc.Generic
         peer = server.tls_peer(context)
         try:
             return respond(raw, Binding.PROTOBUF, peer)
+        except DeliveryError as error:  # the answer could not be logged: none is given
+            log.error("an inquiry from %s was not answered: %s", peer, error)
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{error.code}: the query was not answered: {error.message}",
+            )
+            raise  # abort raises; this keeps type checkers informed
         except GatewayError as error:  # no receiver could be named: nothing to sign for
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{error.code}: {error.message}")
             raise  # abort raises; this keeps type checkers informed

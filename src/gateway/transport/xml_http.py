@@ -425,6 +425,15 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = inquiry(body, Binding.XML, peer)
             else:
                 answer = self.server.owner.node.receive(body, Binding.XML, peer)
+        except DeliveryError as error:  # the store failed (e.g. a query's log row): no answer
+            log.error("XML listener: not answered for %s: %s", peer.value, error)
+            self.close_connection = True
+            self._problem(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                error.code,
+                f"nothing was answered or accepted ({error.message}); resend later",
+            )
+            return
         except Exception:
             log.exception("XML listener: the node failed on an envelope from %s", peer.value)
             self.close_connection = True
