@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from loopback_gateways import free_port
 
 from gateway import testpki
 from gateway.transport.tls import ClientTls, channel_credentials
@@ -90,12 +90,6 @@ def store_urls(backend: Backend, directory: Path, names: Sequence[str]) -> Itera
     server = os.environ[POSTGRES_ENV]
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(fresh_postgres_database(server)) for _ in names]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_gateway_config(

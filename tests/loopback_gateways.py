@@ -8,6 +8,7 @@ service under test, and a delivery worker the test drives (``deliver``).
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,8 +30,37 @@ S = TypeVar("S")
 K = TypeVar("K")
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+_EPHEMERAL = _ephemeral_ports()
+_CANDIDATES = [p for p in range(20000, 32000) if p not in _EPHEMERAL]
+_GIVEN: set[int] = set()  # never the same port twice in one test run
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, for a server whose port must be written in a config before
+    it starts. Chosen outside the kernel's ephemeral range: a port the kernel handed out and
+    took back (bind to 0) can be handed out again, e.g. as the source port of an outgoing
+    connection, before the server binds it, and the server then fails with "address already
+    in use". A port outside that range is only ever taken by a bind that names it."""
+    for _ in range(200 if _CANDIDATES else 0):
+        port = random.choice(_CANDIDATES)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    with socket.socket() as sock:  # none outside the range (a custom one): the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
