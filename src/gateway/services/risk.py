@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 
 from gateway.config import GatewayConfig, PartnerBinding
 from gateway.envelope.intake import Accepted
-from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
 from gateway.errors import (
     RISK_NO_AGREEMENT,
@@ -97,22 +96,8 @@ class SendResult:
     removed: tuple[str, ...]
 
 
-class RiskService(SendingService[RiskPartner]):
+class RiskService(SendingService[RiskPartner, RiskStore]):
     """UB3 sending, feedback, outstanding feedback and logged reads on a node's store."""
-
-    def __init__(
-        self,
-        *,
-        store: RiskStore,
-        outbox: SqliteOutbox,
-        identity: SigningIdentity,
-        partners: Sequence[RiskPartner],
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(
-            store=store, outbox=outbox, identity=identity, partners=partners, clock=clock
-        )
-        self.store = store
 
     def _unknown_partner(self, code: Administration, known: str) -> GatewayError:
         return RiskError(

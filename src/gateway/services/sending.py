@@ -39,9 +39,10 @@ class _Store(Protocol):
 
 
 P = TypeVar("P", bound=PartnerSettings)
+S = TypeVar("S", bound=_Store)
 
 
-class SendingService(Generic[P]):
+class SendingService(Generic[P, S]):
     """The frame of a Utility Block service: its store and outbox (one database, so what is
     recorded as sent and what is queued commit together), its signing identity, its partners
     and its clock. Subclasses say how an unknown partner is refused (``_unknown_partner``)."""
@@ -49,7 +50,7 @@ class SendingService(Generic[P]):
     def __init__(
         self,
         *,
-        store: _Store,
+        store: S,
         outbox: SqliteOutbox,
         identity: SigningIdentity,
         partners: Sequence[P],
@@ -57,6 +58,7 @@ class SendingService(Generic[P]):
     ) -> None:
         if store.database is not outbox.database:
             raise ValueError(f"the {type(self).__name__} store and outbox must share one database")
+        self.store = store
         self.outbox = outbox
         self.identity = identity
         self.own = identity.administration

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from gateway.config import GatewayConfig, PartnerBinding, PartnerConfig
 from gateway.envelope.intake import Accepted
-from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
 from gateway.errors import (
     UB2_CONTROL_RESULT_INVALID,
@@ -113,22 +112,8 @@ class SendResult:
     lane: str = ""  # the lane a transaction was sent on
 
 
-class TransactionService(SendingService[Ub2Partner]):
+class TransactionService(SendingService[Ub2Partner, TransactionStore]):
     """UB2 sending (transactions, control results) and reads on a node's store."""
-
-    def __init__(
-        self,
-        *,
-        store: TransactionStore,
-        outbox: SqliteOutbox,
-        identity: SigningIdentity,
-        partners: Sequence[Ub2Partner],
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(
-            store=store, outbox=outbox, identity=identity, partners=partners, clock=clock
-        )
-        self.store = store
 
     def _unknown_partner(self, code: Administration, known: str) -> GatewayError:
         return TransactionError(
