@@ -211,12 +211,7 @@ def _config_text(pki: testpki.TestPki, own: str, partner: str, grpc_port: int,
         return str(pki.path(admin, stem))
 
     profile_line = f'profile = "{profile}"\n' if profile else ""
-    return f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pem(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pem(own, "tls")}"
+    return f"""{pki.gateway_table(own)}
 
 [store]
 url = "sqlite:///{own.lower()}.db"

@@ -163,20 +163,16 @@ class Server:
 
 
 @contextmanager
-def server_process(
-    kind: str, pki_root: Path, db: Path, insecure: bool, tuning: Sequence[str] = ()
-) -> Iterator[Server]:
-    """A child process serving `kind` ('full' or 'echo'), stopped when the block ends."""
-    args = [sys.executable, str(HERE), "--serve", kind, "--pki", str(pki_root), "--db", str(db)]
-    args += ["--insecure"] if insecure else []
-    args += list(tuning)
+def child_server(args: Sequence[str], what: str) -> Iterator[tuple[str, int]]:
+    """Run `args` (a server that prints "PORT n", then serves until its stdin closes) in a
+    child process; yield its loopback target and pid, and stop it when the block ends."""
     child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         if not line.startswith("PORT "):
-            raise RuntimeError(f"the {kind} server did not start: {line!r}")
-        yield Server(kind, f"127.0.0.1:{int(line.split()[1])}", child.pid)
+            raise RuntimeError(f"the {what} server did not start: {line!r}")
+        yield f"127.0.0.1:{int(line.split()[1])}", child.pid
     finally:
         assert child.stdin is not None
         child.stdin.close()
@@ -187,19 +183,39 @@ def server_process(
             child.wait()
 
 
-def client_for(server: Server, pki_root: Path, insecure: bool) -> GrpcPartnerClient:
-    """The EU gateway's client: EU TLS certificate, US CA (or plaintext loopback)."""
+@contextmanager
+def server_process(
+    kind: str, pki_root: Path, db: Path, insecure: bool, tuning: Sequence[str] = ()
+) -> Iterator[Server]:
+    """A child process serving `kind` ('full' or 'echo'), stopped when the block ends."""
+    args = [sys.executable, str(HERE), "--serve", kind, "--pki", str(pki_root), "--db", str(db)]
+    args += ["--insecure"] if insecure else []
+    args += list(tuning)
+    with child_server(args, kind) as (target, pid):
+        yield Server(kind, target, pid)
+
+
+def partner_client(
+    target: str, pki_root: Path, insecure: bool, partner: str = "US"
+) -> GrpcPartnerClient:
+    """The EU gateway's client to `partner`: EU TLS certificate, the partner's CA (or plaintext
+    loopback); ready when returned."""
     if insecure:
-        client = GrpcPartnerClient(server.target, insecure=True)
+        client = GrpcPartnerClient(target, insecure=True)
     else:
         pki = TestPki(pki_root)
         tls = ClientTls(
             TlsIdentity.from_files(pki.key_path("EU", "tls"), pki.path("EU", "tls")),
-            pki.path("US", "ca").read_bytes(),
+            pki.path(partner, "ca").read_bytes(),
         )
-        client = GrpcPartnerClient(server.target, tls=tls)
+        client = GrpcPartnerClient(target, tls=tls)
     client.wait_ready()
     return client
+
+
+def client_for(server: Server, pki_root: Path, insecure: bool) -> GrpcPartnerClient:
+    """The EU gateway's client to the US server."""
+    return partner_client(server.target, pki_root, insecure)
 
 
 # --- measuring -----------------------------------------------------------------------------------

@@ -134,13 +134,8 @@ def _free_port() -> int:
 def _config(pki: TestPki, path: Path, store: str, port: int, node_id: str) -> Path:
     p = pki
     path.write_text(
-        f"""[gateway]
-administration = "US"
+        f"""{p.gateway_table("US")}
 node_id = "{node_id}"
-signing_key = "{p.key_path("US", "signing")}"
-signing_cert = "{p.path("US", "signing")}"
-tls_key = "{p.key_path("US", "tls")}"
-tls_cert = "{p.path("US", "tls")}"
 
 [store]
 url = "{store}"

@@ -34,7 +34,6 @@ import argparse
 import datetime as dt
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from gateway.translate.mapping import MappingSpec
 from gateway.translate.ub2_exchange import CONTENT_TYPES, Ub2Kind, encode
 from gateway.translate.ub2_translate import load_mapping_specs, to_consignment
 from gateway.transport.grpc_client import GrpcPartnerClient, message_id_of, verify_receipt
-from gateway.transport.tls import ClientTls, TlsIdentity
+from gateway.transport.tls import TlsIdentity
 from gateway.trust.store import PartnerTrust, TrustStore
 
 TARGET = 0.5
@@ -164,35 +163,15 @@ def ub2_server(pki_root: Path, db: Path, insecure: bool) -> Iterator[str]:
     """The CN gateway in a child process; yields its target, stopped when the block ends."""
     args = [sys.executable, str(HERE), "--serve", "--pki", str(pki_root), "--db", str(db)]
     args += ["--insecure"] if insecure else []
-    child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"the UB2 server did not start: {line!r}")
-        yield f"127.0.0.1:{int(line.split()[1])}"
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    with sibling("bench_grpc_submit").child_server(args, "UB2") as (target, _):
+        yield target
 
 
 def ub2_client(target: str, pki_root: Path, insecure: bool) -> GrpcPartnerClient:
     """The EU gateway's client to CN: EU TLS certificate, CN CA (or plaintext loopback)."""
-    if insecure:
-        client = GrpcPartnerClient(target, insecure=True)
-    else:
-        pki = TestPki(pki_root)
-        tls = ClientTls(
-            TlsIdentity.from_files(pki.key_path("EU", "tls"), pki.path("EU", "tls")),
-            pki.path("CN", "ca").read_bytes(),
-        )
-        client = GrpcPartnerClient(target, tls=tls)
-    client.wait_ready()
+    client: GrpcPartnerClient = sibling("bench_grpc_submit").partner_client(
+        target, pki_root, insecure, "CN"
+    )
     return client
 
 

@@ -15,18 +15,18 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loopback_gateways import free_port
+from store_engines import fresh_postgres_database
 
 from gateway import testpki
 from gateway.transport.tls import ClientTls, channel_credentials
@@ -66,22 +66,6 @@ def require_backend(backend: Backend) -> None:
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(server_url: str) -> Iterator[str]:
-    """CREATE DATABASE a uniquely named database on the server, yield its URL, DROP it after."""
-    import psycopg
-
-    name = f"gnc_crash_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(server_url)
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
 def store_urls(backend: Backend, directory: Path, names: Sequence[str]) -> Iterator[list[str]]:
     """One store URL per name: an SQLite file in `directory`, or a fresh PostgreSQL database."""
     if backend is Backend.SQLITE:
@@ -107,12 +91,7 @@ def write_gateway_config(
     """A gRPC-only gateway configuration for `own` with one gRPC partner."""
     profile_line = f'profile = "{profile}"\n' if profile else ""
     path.write_text(
-        f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pki.path(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pki.path(own, "tls")}"
+        f"""{pki.gateway_table(own)}
 
 [store]
 url = "{store_url}"

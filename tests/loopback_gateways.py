@@ -83,12 +83,7 @@ def write_config(
     partners: Iterable[PartnerEntry],
 ) -> Path:
     """A gateway config for `own` (store `<path stem>.db` beside it, gRPC and XML listeners)."""
-    text = f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pki.path(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pki.path(own, "tls")}"
+    text = f"""{pki.gateway_table(own)}
 
 [store]
 url = "sqlite:///{path.stem}.db"

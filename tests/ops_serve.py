@@ -57,12 +57,7 @@ def write_config(base: Path, pki: testpki.TestPki, *, extra: str = "") -> Path:
     (base / "us-profile.toml").write_text(profile)
     config = base / "eu.toml"
     config.write_text(
-        f"""[gateway]
-administration = "EU"
-signing_key = "{pki.key_path("EU", "signing")}"
-signing_cert = "{pki.path("EU", "signing")}"
-tls_key = "{pki.key_path("EU", "tls")}"
-tls_cert = "{pki.path("EU", "tls")}"
+        f"""{pki.gateway_table("EU")}
 
 [store]
 url = "sqlite:///eu.db"

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -33,20 +34,21 @@ def postgres_server() -> str:
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """CREATE DATABASE on the test server; its URL; DROP it afterwards (its sessions too)."""
+def fresh_postgres_database(server: str | None = None) -> Iterator[str]:
+    """CREATE DATABASE on `server` (default: the test server); its URL; DROP it afterwards
+    (its sessions too)."""
     import psycopg
 
-    server = postgres_server()
+    server = server or postgres_server()
     name = f"gnc_test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = server.rpartition("/")
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server)
     try:
-        yield f"{base}/{name}"
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

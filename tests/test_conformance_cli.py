@@ -35,12 +35,7 @@ from gateway.trust.store import TrustStore
 def _eu_config(tmp_path: Path, pki: testpki.TestPki, partner: str, profile: Path) -> Path:
     config = tmp_path / "eu.toml"
     config.write_text(
-        f"""[gateway]
-administration = "EU"
-signing_key = "{pki.key_path("EU", "signing")}"
-signing_cert = "{pki.path("EU", "signing")}"
-tls_key = "{pki.key_path("EU", "tls")}"
-tls_cert = "{pki.path("EU", "tls")}"
+        f"""{pki.gateway_table("EU")}
 
 [store]
 url = "sqlite:///eu.db"

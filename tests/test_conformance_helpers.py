@@ -54,12 +54,7 @@ crl = "{pki.path(partner, "crl")}"
 """
         )
     path.write_text(
-        f"""[gateway]
-administration = "{own}"
-signing_key = "{pki.key_path(own, "signing")}"
-signing_cert = "{pki.path(own, "signing")}"
-tls_key = "{pki.key_path(own, "tls")}"
-tls_cert = "{pki.path(own, "tls")}"
+        f"""{pki.gateway_table(own)}
 
 [store]
 url = "sqlite:///{own.lower()}-target.db"

@@ -404,21 +404,29 @@ def _fill_outbox(config: Path, directory: Path, pki: testpki.TestPki) -> int:
         return int(view.scalar("SELECT count(*) FROM outbox WHERE state = 'pending'"))
 
 
+def _two_eu_nodes_and_us(
+    pki: testpki.TestPki, tmp_path: Path, eu_store: str, us_store: str
+) -> tuple[list[Path], Path]:
+    """Configurations of EU nodes eu-a and eu-b (one store, the US profile) and of US."""
+    eu_ports, us_port = (free_port(), free_port()), free_port()
+    eu_configs = [
+        _node_config(tmp_path / f"eu-{n}.toml", pki, "EU", "US", store=eu_store, port=port,
+                     endpoint=f"127.0.0.1:{us_port}", node_id=f"eu-{n}", profile=US_PROFILE)
+        for n, port in zip("ab", eu_ports, strict=True)
+    ]  # fmt: skip
+    us_config = _node_config(
+        tmp_path / "us.toml", pki, "US", "EU", store=us_store, port=us_port,
+        endpoint=f"127.0.0.1:{eu_ports[0]}", node_id="us",
+    )  # fmt: skip
+    return eu_configs, us_config
+
+
 def _two_nodes_drain(server: str, pki: testpki.TestPki, tmp_path: Path, *, kill: bool) -> None:
     with (
         fresh_postgres_database(server) as eu_store,
         fresh_postgres_database(server) as us_store,
     ):
-        eu_ports, us_port = (free_port(), free_port()), free_port()
-        eu_configs = [
-            _node_config(tmp_path / f"eu-{n}.toml", pki, "EU", "US", store=eu_store, port=port,
-                         endpoint=f"127.0.0.1:{us_port}", node_id=f"eu-{n}", profile=US_PROFILE)
-            for n, port in zip("ab", eu_ports, strict=True)
-        ]  # fmt: skip
-        us_config = _node_config(
-            tmp_path / "us.toml", pki, "US", "EU", store=us_store, port=us_port,
-            endpoint=f"127.0.0.1:{eu_ports[0]}", node_id="us",
-        )  # fmt: skip
+        eu_configs, us_config = _two_eu_nodes_and_us(pki, tmp_path, eu_store, us_store)
         queued = _fill_outbox(eu_configs[0], tmp_path, pki)
         assert queued >= 300, queued
 
@@ -1025,16 +1033,7 @@ def test_two_serve_nodes_deliver_imports_and_full_lists_queued_at_once_us_holds_
         fresh_postgres_database(server) as eu_store,
         fresh_postgres_database(server) as us_store,
     ):
-        eu_ports, us_port = (free_port(), free_port()), free_port()
-        eu_configs = [
-            _node_config(tmp_path / f"eu-{n}.toml", pki, "EU", "US", store=eu_store, port=port,
-                         endpoint=f"127.0.0.1:{us_port}", node_id=f"eu-{n}", profile=US_PROFILE)
-            for n, port in zip("ab", eu_ports, strict=True)
-        ]  # fmt: skip
-        us_config = _node_config(
-            tmp_path / "us.toml", pki, "US", "EU", store=us_store, port=us_port,
-            endpoint=f"127.0.0.1:{eu_ports[0]}", node_id="us",
-        )  # fmt: skip
+        eu_configs, us_config = _two_eu_nodes_and_us(pki, tmp_path, eu_store, us_store)
         records = _us_eligible_records()
         export = tmp_path / "eos-full.xml"
         spec = load_mapping_spec(SPEC_PATH.read_bytes(), SPEC_PATH.name)

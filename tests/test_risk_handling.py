@@ -111,12 +111,7 @@ def test_config_links_rules_and_names_the_key(tmp_path: Path) -> None:
 
     def config(handling: str) -> Path:
         path = tmp_path / "eu.toml"
-        path.write_text(f"""[gateway]
-administration = "EU"
-signing_key = "{pki.key_path("EU", "signing")}"
-signing_cert = "{pki.path("EU", "signing")}"
-tls_key = "{pki.key_path("EU", "tls")}"
-tls_cert = "{pki.path("EU", "tls")}"
+        path.write_text(f"""{pki.gateway_table("EU")}
 [store]
 url = "sqlite:///eu.db"
 [[partners]]

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gateway import testpki
 from gateway.envelope import xml_binding
 from gateway.envelope.opened import Binding, new_header
-from gateway.errors import TransportError
+from gateway.errors import TransportError, TrustError
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import GatewayNode, VerifiedReceipt, seal_envelope
 from gateway.store.inbox import SqliteInbox
@@ -397,6 +397,13 @@ def test_xml_sent_chain_falls_back_to_the_leaf_when_python_cannot_tell() -> None
     assert xml_http._sent_chain(cast(ssl.SSLSocket, _NoChain())) == ()
 
 
+def test_an_unreadable_sent_certificate_is_untrusted_not_a_crash(pki: Pki) -> None:
+    leaf = x509.load_pem_x509_certificate(pki.path("EU", f"{VIA}-leaf").read_bytes())
+    with pytest.raises(TrustError) as refused:
+        xml_http._peer_chain(leaf.public_bytes(serialization.Encoding.DER), (b"not DER",))
+    assert refused.value.code == "TRUST_UNTRUSTED"
+
+
 # --- configured from a gateway TOML file ---------------------------------------------------------
 def us_config(pki: Pki, tmp_path: Path, eu: dict[str, object]) -> Path:
     """A US gateway config whose one partner, EU, is `eu` (ca, intermediates, crl, ...)."""
@@ -407,12 +414,7 @@ def us_config(pki: Pki, tmp_path: Path, eu: dict[str, object]) -> Path:
         return f'"{value}"'
 
     lines = [
-        "[gateway]",
-        'administration = "US"',
-        f'signing_key = "{pki.key_path("US", "signing")}"',
-        f'signing_cert = "{pki.path("US", "signing")}"',
-        f'tls_key = "{pki.key_path("US", "tls")}"',
-        f'tls_cert = "{pki.path("US", "tls")}"',
+        pki.gateway_table("US"),
         "[store]",
         f'url = "sqlite:///{tmp_path}/us.db"',
         "[[partners]]",

@@ -23,10 +23,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from gateway.envelope.intake import IntakeLimits
@@ -51,7 +50,13 @@ from gateway.trust.loading import (
     certificates_from_pem,
     crls_from_bytes,
 )
-from gateway.trust.store import AllowedSigner, PartnerTrust, TrustStore
+from gateway.trust.store import (
+    AllowedSigner,
+    PartnerTrust,
+    TrustStore,
+    crl_signed_by,
+    issued_by,
+)
 
 if TYPE_CHECKING:
     from gateway.model.consignment import SourceMessage
@@ -542,20 +547,10 @@ def _endpoint(r: _Reader, key: str, binding: PartnerBinding, value: str) -> str:
 def _issued_by_one_of(
     issued: x509.Certificate | x509.CertificateRevocationList, cas: Sequence[x509.Certificate]
 ) -> bool:
-    """Signed by one of ``cas`` (matched by name, checked by signature)."""
-    for ca in cas:
-        if ca.subject != issued.issuer:
-            continue
-        if isinstance(issued, x509.CertificateRevocationList):
-            if issued.is_signature_valid(cast(Any, ca.public_key())):
-                return True
-            continue
-        try:
-            issued.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return True
-    return False
+    """Signed by one of ``cas`` (matched by name, checked by signature, as the trust store does)."""
+    if isinstance(issued, x509.CertificateRevocationList):
+        return any(ca.subject == issued.issuer and crl_signed_by(issued, ca) for ca in cas)
+    return any(issued_by(issued, ca) for ca in cas)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

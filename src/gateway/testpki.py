@@ -325,6 +325,17 @@ class TestPki:
     def key_path(self, admin: str, stem: str) -> Path:
         return self.root / admin / f"{stem}.key.pem"
 
+    def gateway_table(self, admin: str) -> str:
+        """The `[gateway]` table of a configuration for `admin` with this PKI's signing and TLS
+        keys (tests and benchmarks write their configurations around it)."""
+        return (
+            f'[gateway]\nadministration = "{admin}"\n'
+            f'signing_key = "{self.key_path(admin, "signing")}"\n'
+            f'signing_cert = "{self.path(admin, "signing")}"\n'
+            f'tls_key = "{self.key_path(admin, "tls")}"\n'
+            f'tls_cert = "{self.path(admin, "tls")}"'
+        )
+
     def ca(self, admin: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.path(admin, "ca").read_bytes())
 

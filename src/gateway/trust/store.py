@@ -189,8 +189,9 @@ def _ext(exts: x509.Extensions, kind: type[_ExtT]) -> _ExtT | None:
         return None
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Name chaining and signature in one: what `verify_directly_issued_by` checks."""
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Name chaining and signature in one: what `verify_directly_issued_by` checks (also used
+    by the configuration check of a partner's intermediates)."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -198,8 +199,9 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
-    """The CRL's signature verifies with the issuer's key, and the issuer may sign CRLs."""
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """The CRL's signature verifies with the issuer's key, and the issuer may sign CRLs (also
+    the configuration check of each configured CRL)."""
     ku = _ext(_extensions(issuer), x509.KeyUsage)
     if ku is not None and not ku.crl_sign:
         return False
@@ -378,10 +380,10 @@ class TrustStore:
         for _ in range(MAX_PATH_DEPTH + 1):
             candidates = self._anchors_by_subject.get(current.issuer, [])
             for anchor in sorted(candidates, key=lambda a: a.administration != prefer):
-                if _issued_by(current, anchor.certificate):
+                if issued_by(current, anchor.certificate):
                     return path, anchor
             for index, candidate in enumerate(pool):
-                if candidate.subject == current.issuer and _issued_by(current, candidate):
+                if candidate.subject == current.issuer and issued_by(current, candidate):
                     path.append(pool.pop(index))
                     current = candidate
                     break
@@ -468,7 +470,7 @@ class TrustStore:
                 continue
             ok = partner.crl_signature_ok.get((index, issuer_fp))
             if ok is None:
-                ok = _crl_signed_by(crl, issuer)
+                ok = crl_signed_by(crl, issuer)
                 partner.crl_signature_ok[(index, issuer_fp)] = ok
             if not ok:
                 raise TrustError(
