@@ -163,6 +163,8 @@ ADVICE: dict[str, str] = {
     "(the message names it).",
     "UB2_SOAP_INVALID": "Send exactly one message in the SOAP 1.2 Body, no Fault, and no "
     "mustUnderstand header block; or send the message bare.",
+    "UB2_OUTPUT_INVALID": "Correct the source values the code-list warnings name (each with its "
+    "XPath); `gncgw validate FILE` lists them all.",
     "UB2_SCHEMA_INVALID": "Correct the element the location names (an XPath in the document "
     "sent); `gncgw validate FILE` lists every schema error at once.",
     "UB2_SCHEMA_PACK_INVALID": "Point `ub2.schema_packs.*` at the unpacked official schema set; "

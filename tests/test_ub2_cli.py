@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from ub2_data import ics_pack, shared_data, wco_dm_pack
+from ub2_data import cds_declaration_samples, ics_pack, shared_data, wco_dm_pack
 from ub2_gateways import CN, Gateway, eu_cn
 
 from gateway.cli import main
@@ -140,6 +140,34 @@ def test_translate_usage_strict_and_missing_packs(
     clean.write_bytes(on_lane("NL25ENS000000001"))
     code, out, err = run(capsys, "translate", str(clean), "--strict", *packs_args())
     assert code == 0 and "warning" not in err and "NL25ENS000000001" in out
+
+
+def test_translate_writes_no_ub2_xml_that_our_schema_refuses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """DEC-DMS takes a lower-case country code; ub2-transaction.xsd does not. The value is a
+    warning, and the UB2 XML it would break is refused: nothing written, exit 1."""
+    source = next(p for p in cds_declaration_samples() if p.name.startswith("New_Export"))
+    document = etree.parse(str(source))
+    countries = [
+        e for e in document.iter() if isinstance(e.tag, str) and e.tag.endswith("}CountryCode")
+    ]
+    assert countries
+    for element in countries:
+        element.text = (element.text or "").lower()
+    lower = tmp_path / "lower-case-countries.xml"
+    lower.write_bytes(etree.tostring(document))
+    written = tmp_path / "out.xml"
+
+    code, out, err = run(capsys, "translate", str(lower), "-o", str(written), *packs_args())
+    assert code == 1 and out == "" and not written.exists()
+    assert "warning: UB2_COUNTRY_INVALID: 'pk'" in err
+    assert "error: UB2_OUTPUT_INVALID:" in err and "nothing written" in err
+    assert "(at UB2 XML /*/" in err
+
+    # The same record in the other forms is still written, with the warnings.
+    code, out, err = run(capsys, "translate", str(lower), "--to", "json", *packs_args())
+    assert code == 0 and '"pk"' in out and "warning: UB2_COUNTRY_INVALID" in err
 
 
 def test_wrong_namespace_and_unknown_message_are_refused(

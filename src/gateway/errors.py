@@ -526,6 +526,11 @@ UB2_PAYLOAD_MALFORMED = _code(
     "A UB2 exchange payload cannot be decoded, is not valid against the UB2 schema, or lacks a "
     "required part.",
 )
+UB2_OUTPUT_INVALID = _code(
+    "UB2_OUTPUT_INVALID",
+    "The UB2 XML a translation would write is not valid against ub2-transaction.xsd (a source "
+    "value the code-list findings name breaks its format): nothing is written.",
+)
 UB2_CONTROL_RESULT_INVALID = _code(
     "UB2_CONTROL_RESULT_INVALID",
     "A control result breaks a rule (unknown control type or result, seal or discrepancy "

@@ -10,7 +10,9 @@
 translate, validate and coverage take the schema packs and mapping specs from ``--config F``
 (its ``[ub2]`` table) or from ``--ics-ens DIR`` / ``--wco-dm DIR`` / ``--mappings DIR``.
 Exit codes: 0 ok, 1 refused or invalid, 2 usage. Errors print as ``error: CODE: message (at
-LOCATION)``; code-list findings of a translation as ``warning: CODE: message (at XPATH)``.
+LOCATION)``; code-list findings of a translation as ``warning: CODE: message (at XPATH)``. UB2 XML
+that our own ub2-transaction.xsd would refuse (a warned value can break it) is not written:
+``UB2_OUTPUT_INVALID``, exit 1.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from gateway.cli.delivering import deliver_now
 from gateway.config import GatewayConfig, build_node, default_ub2_mappings, load_config
 from gateway.errors import (
     UB2_MAPPING_INVALID,
+    UB2_OUTPUT_INVALID,
     UB2_SCHEMA_PACK_MISSING,
     UB2_UNKNOWN_TRANSACTION,
     GatewayError,
@@ -139,6 +144,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         )
         return 1
     output = _render(translation, args.to)
+    if args.to == "ub2-xml":
+        _refuse_invalid_output(output)
     if args.output and args.output != "-":
         Path(args.output).write_bytes(output)
     else:
@@ -159,6 +166,19 @@ def _render(translation: Translation, to: str) -> bytes:
         return ub2_exchange.to_json(record).encode("utf-8")
     form = PayloadForm.PROTOBUF if to == "ub2-proto" else PayloadForm.XML
     return ub2_exchange.encode(record, form)
+
+
+def _refuse_invalid_output(output: bytes) -> None:
+    """Write no UB2 XML that our own schema refuses (a bad value, warned about, can break it)."""
+    problem = ub2_exchange.schema_problem(etree.fromstring(output))
+    if problem is not None:
+        detail, location = problem
+        raise TransactionError(
+            f"the UB2 XML is not valid against ub2-transaction.xsd ({detail}); the findings "
+            "above name the source values: nothing written",
+            code=UB2_OUTPUT_INVALID,
+            location=f"UB2 XML {location}",
+        )
 
 
 def _read(path: str) -> bytes:

@@ -1017,6 +1017,16 @@ def schema() -> etree.XMLSchema:
     )
 
 
+def schema_problem(root: etree._Element) -> tuple[str, str] | None:
+    """The first error of ub2-transaction.xsd in ``root`` as (detail, path); None when valid."""
+    xsd = schema()
+    if xsd.validate(root):
+        return None
+    first = xsd.error_log[0] if xsd.error_log else None
+    detail = f"line {first.line}: {first.message}" if first else "invalid"
+    return detail, (first.path if first is not None and first.path else "payload")
+
+
 def to_xml_element(record: Ub2Record) -> etree._Element:
     """The XML form of a record as an lxml tree (our own bytes, parsed back)."""
     return etree.fromstring(_xml_bytes(record))
@@ -1065,11 +1075,9 @@ def decode(
         raise _malformed(
             f"root element is {root.tag!r}, the header says {kind.value} in {NAMESPACE}", "/*[1]"
         )
-    xsd = schema()
-    if not xsd.validate(root):
-        first = xsd.error_log[0] if xsd.error_log else None
-        detail = f"line {first.line}: {first.message}" if first else "invalid"
-        location = first.path if first is not None and first.path else "payload"
+    problem = schema_problem(root)
+    if problem is not None:
+        detail, location = problem
         raise _malformed(f"not valid against ub2-transaction.xsd: {detail}", location)
     read_into(root, msg, namespace=NAMESPACE, element_name=element_name, malformed=_malformed)
     return from_message(kind, msg)
