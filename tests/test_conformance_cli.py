@@ -12,11 +12,19 @@ from pathlib import Path
 
 import pytest
 from aeo_gateways import free_port
-from test_conformance_helpers import ROOT, SUITES, TARGET_MAX_ENVELOPE, grpc_target, start_target
+from test_conformance_helpers import (
+    ROOT,
+    SUITES,
+    TARGET_MAX_ENVELOPE,
+    grpc_target,
+    start_target,
+    xml_target,
+)
 
 from gateway import testpki
 from gateway.cli import main
 from gateway.conformance.listen import Listener, ListenerIdentity
+from gateway.conformance.model import DEFAULT_MAX_ENVELOPE_BYTES
 from gateway.conformance.suites import load_suite, suite_profile
 from gateway.envelope.opened import Binding, new_header
 from gateway.model.aeo import AeoRecord
@@ -81,6 +89,34 @@ def test_unreachable_target_fails_each_case_and_the_run_goes_on(
     withheld = [c for c in report["cases"] if c["expected"].startswith("not_sent")]
     assert withheld and all(c["status"] == "passed" for c in withheld)  # the run went on
     assert "FAIL bad-signature (protobuf)" in out and "FAILED: suite no" in out
+
+
+def test_oversize_case_runs_in_both_bindings_at_the_default_limit(
+    pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At the default 8 MiB the XML envelope must carry its payload in base64 and still be
+    sealed (the XML binding seals at most ~7.2 MiB of payload); one case, two case runs."""
+    default = DEFAULT_MAX_ENVELOPE_BYTES
+    target = start_target(tmp_path / "target", pki, "US", max_envelope=default)
+    try:
+        code = main(
+            [
+                "conformance", "run", "--suite", str(SUITES / "us"), "--pki", str(pki.root),
+                "--target", grpc_target(target), "--target", xml_target(target),
+                "--case", "oversize-message", "--report-dir", str(tmp_path / "reports"),
+            ]
+        )  # fmt: skip
+    finally:
+        target.close()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 case runs" in out
+    report = json.loads((tmp_path / "reports" / "conformance-us.json").read_text())
+    runs = {(c["id"], c["binding"]): c for c in report["cases"]}
+    for binding in ("protobuf", "xml"):
+        case = runs[("oversize-message", binding)]
+        assert case["status"] == "passed", case
+        assert case["steps"][0]["size"] > default
 
 
 def test_bad_suite_stops_before_anything_runs(

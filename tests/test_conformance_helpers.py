@@ -38,6 +38,7 @@ def write_target_config(
     clock_skew: int = 300,
     max_age: int = 604800,
     endpoint_of: dict[str, str] | None = None,
+    max_envelope: int = TARGET_MAX_ENVELOPE,
 ) -> Path:
     """A gateway of ``own`` trusting ``partners``, with both listeners on free loopback ports."""
     blocks = []
@@ -64,7 +65,7 @@ grpc = "127.0.0.1:{free_port()}"
 xml = "127.0.0.1:{free_port()}"
 
 [intake]
-max_envelope_bytes = {TARGET_MAX_ENVELOPE}
+max_envelope_bytes = {max_envelope}
 clock_skew_seconds = {clock_skew}
 max_age_seconds = {max_age}
 
@@ -75,7 +76,13 @@ max_age_seconds = {max_age}
 
 
 def start_target(
-    base: Path, pki: testpki.TestPki, own: str, *, clock_skew: int = 300, max_age: int = 604800
+    base: Path,
+    pki: testpki.TestPki,
+    own: str,
+    *,
+    clock_skew: int = 300,
+    max_age: int = 604800,
+    max_envelope: int = TARGET_MAX_ENVELOPE,
 ) -> Gateway:
     """The project's own gateway playing ``own``: trusts EU (the tester) and a third partner."""
     third = "US" if own == "JP" else "JP"  # as runner.alternates_from_pki chooses
@@ -87,6 +94,7 @@ def start_target(
         ("EU", third),
         clock_skew=clock_skew,
         max_age=max_age,
+        max_envelope=max_envelope,
     )
     return start_gateway(config)
 

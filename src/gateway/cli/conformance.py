@@ -103,8 +103,12 @@ def _run(args: argparse.Namespace) -> int:
             code=CNF_TARGET_INVALID,
             location="--config",
         )
+    only = args.case or ()
     count = sum(
-        1 for t in targets for c in suite.selected(Direction.SEND) if t.binding in c.bindings
+        1
+        for t in targets
+        for c in suite.selected(Direction.SEND)
+        if t.binding in c.bindings and (not only or c.id in only)
     )
     print(
         f"suite {suite.name} (version {suite.version}, {count} case runs) -> "
@@ -119,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_envelope_bytes=args.max_envelope_bytes,
         progress=_progress,
-        only=args.case or (),
+        only=only,
     )
     if config is not None and not args.case:
         from gateway.conformance.record import record_run
