@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.envelope.intake import IntakeLimits
 from gateway.envelope.keys import SigningIdentity, load_identity
+from gateway.envelope.opened import Binding
 from gateway.errors import (
     ConfigError,
     DeliveryError,
@@ -104,6 +105,11 @@ class PartnerConfig:
     # UB3 handling rules (adapters/handling/*.toml): what this partner may be sent, if linked.
     handling: HandlingRules | None = field(default=None, compare=False)
     handling_path: Path | None = None
+
+    @property
+    def envelope_binding(self) -> Binding:
+        """The envelope binding its transport carries (gRPC: protobuf; XML over HTTPS: XML)."""
+        return Binding.XML if self.binding is PartnerBinding.XML else Binding.PROTOBUF
 
 
 @dataclass(frozen=True)

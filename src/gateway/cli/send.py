@@ -1,6 +1,10 @@
 """gncgw send: seal a payload for a partner, deliver it over the partner's binding, and show
 the partner's verified receipt.
 
+The envelope is queued in the gateway's outbox first and delivered by the delivery worker, as
+every other send: the message log holds it with its receipt, and if the partner cannot be
+reached it stays queued for ``gncgw serve`` (exit status 1) rather than being lost.
+
 Without ``--ub`` and ``--type`` the payload is an EU message (CC315A, CC313A, DEC-DMS) and takes
 the UB2 path (gateway.cli.ub2.send_eu_message): translated, checked against code lists and the
 partner's lanes, sealed and queued in one unit, then delivered now."""
@@ -9,16 +13,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.delivering import deliver_now
 from gateway.cli.envelope import add_header_options, read_input
-from gateway.config import load_config
-from gateway.envelope.opened import new_header
+from gateway.config import build_node, load_config
 from gateway.model.codes import HandlingLabel, UtilityBlock
-from gateway.model.header import parse_administration
-from gateway.node import VerifiedReceipt, seal_envelope
-from gateway.transport.links import open_link
+from gateway.model.header import parse_administration, utc_now
+from gateway.node import VerifiedReceipt
+from gateway.services.sending import seal_and_queue
+from gateway.store.outbox import SqliteOutbox
 
 
 def describe_receipt(verified: VerifiedReceipt) -> str:
@@ -49,28 +55,32 @@ def _cmd_send(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     receiver = parse_administration(args.receiver, "receiver")
     payload = read_input(args.payload)
-    with open_link(config, receiver) as link:
-        header = new_header(
-            payload=payload,
-            utility_block=UtilityBlock(args.ub),
-            message_type=args.type,
-            sender=config.administration,
-            receiver=receiver,
-            payload_content_type=args.content_type,
-            schema_version=args.schema_version,
-            handling_label=HandlingLabel(args.label),
-        )
-        raw = seal_envelope(link.binding, header, payload, config.signing_identity)
-        print(
-            f"sending {header.message_id} to {receiver.value} over {link.binding.value} "
-            f"({link.endpoint}, {len(raw)} bytes)"
-        )
-        verified = link.deliver(raw)
-    print(describe_receipt(verified))
-    if not verified.accepted:
-        print(f"error: {verified.receipt.error_code}: refused by {receiver.value}", file=sys.stderr)
-        return 1
-    return 0
+    binding = config.partner(receiver).envelope_binding  # refuses a partner not configured
+    node = build_node(config)
+    try:
+        outbox = SqliteOutbox(node.inbox.database)
+
+        def queue(conn: Any) -> str:
+            return seal_and_queue(
+                conn,
+                outbox,
+                config.signing_identity,
+                partner=receiver,
+                binding=binding,
+                utility_block=UtilityBlock(args.ub),
+                message_type=args.type,
+                payload=payload,
+                content_type=args.content_type,
+                schema_version=args.schema_version,
+                ordering_key=f"send:{receiver.value}:{uuid.uuid4()}",  # held up by nothing
+                now=utc_now(),
+                handling_label=HandlingLabel(args.label),
+            )
+
+        message_id = node.inbox.database.write(queue)
+        return deliver_now(config, node, outbox, receiver, message_id)
+    finally:
+        node.inbox.close()
 
 
 def register(subparsers: Any) -> None:

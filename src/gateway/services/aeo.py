@@ -46,7 +46,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any
 
-from gateway.config import GatewayConfig, PartnerBinding, PartnerConfig
+from gateway.config import GatewayConfig
 from gateway.envelope.intake import DEFAULT_LIMITS, Accepted, IntakeLimits, check_envelope, open_any
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding, new_header
@@ -124,7 +124,6 @@ __all__ = [
     "Ub1Partner",
     "VerifiedAnswer",
     "ask_partner",
-    "binding_of",
     "build_query",
     "decode_payload",
     "form_for",
@@ -981,15 +980,13 @@ def verify_answer(
 
 
 # --- wiring from a configuration -----------------------------------------------------------------
-def binding_of(partner: PartnerConfig) -> Binding:
-    return Binding.PROTOBUF if partner.binding is PartnerBinding.GRPC else Binding.XML
 
 
 def ub1_partners(config: GatewayConfig) -> list[Ub1Partner]:
     """The configured partners whose profile carries UB1 rules (a profile with only [ub2],
     e.g. MD or UA, gives the partner no UB1)."""
     return [
-        Ub1Partner(partner.profile, binding_of(partner))
+        Ub1Partner(partner.profile, partner.envelope_binding)
         for partner in config.partners
         if partner.profile is not None and partner.profile.ub1 is not None
     ]
@@ -1054,7 +1051,7 @@ def ask_partner(
     from gateway.transport.inquiry import open_inquiry_client
 
     settings = config.partner(partner)
-    binding = binding_of(settings)
+    binding = settings.envelope_binding
     header, raw, query = build_query(config.signing_identity, partner, binding, identifier)
     client = open_inquiry_client(binding, settings.endpoint, config.client_tls(partner), timeout)
     answer: bytes | None = None

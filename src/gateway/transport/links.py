@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.config import GatewayConfig, PartnerBinding
+from gateway.config import GatewayConfig
 from gateway.envelope.opened import Binding
 from gateway.envelope.receipts import Receipt
 from gateway.model.codes import Administration
@@ -71,16 +71,15 @@ def open_link(config: GatewayConfig, partner: Administration) -> PartnerLink:
     settings = config.partner(partner)
     tls = config.client_tls(partner)
     client: _Submitter
-    if settings.binding is PartnerBinding.XML:
+    binding = settings.envelope_binding
+    if binding is Binding.XML:
         from gateway.transport.xml_http import XmlPartnerClient
 
         client = XmlPartnerClient(settings.endpoint, tls=tls)
-        binding = Binding.XML
     else:
         from gateway.transport.grpc_client import GrpcPartnerClient
 
         client = GrpcPartnerClient(settings.endpoint, tls=tls)
-        binding = Binding.PROTOBUF
     return PartnerLink(partner, binding, settings.endpoint, config.trust, client)
 
 

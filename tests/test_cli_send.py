@@ -1,0 +1,97 @@
+"""`gncgw send --ub --type`: a raw payload goes through the sender's outbox like every other send,
+so the sender's message log holds it with the partner's receipt, and a partner that cannot be
+reached leaves it queued for `gncgw serve` instead of losing it. Real EU and US gateways on
+loopback over both transports; the CLI runs in-process on EU's own configuration and store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aeo_gateways import US, Gateway, eu_and_us, start_gateway
+
+from gateway import testpki
+from gateway.cli import main
+from gateway.store.message_log import Direction, LogOutcome, SqliteMessageLog
+from gateway.store.outbox import OutboundState
+
+PING = b"<Ping xmlns='urn:gnc-gateway:demo'>link check</Ping>\n"
+
+
+@pytest.fixture(scope="module")
+def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
+    return testpki.init_test_pki(tmp_path_factory.mktemp("send-pki"), ("EU", "US"))
+
+
+@pytest.fixture(params=["grpc", "xml"])
+def pair(
+    request: pytest.FixtureRequest, module_pki: testpki.TestPki, tmp_path: Path
+) -> Iterator[tuple[Gateway, Gateway]]:
+    eu, us = eu_and_us(tmp_path, module_pki, binding=request.param)
+    try:
+        yield eu, us
+    finally:
+        eu.close()
+        us.close()
+
+
+def _send(config: Path, payload: Path) -> list[str]:
+    return ["send", "--config", str(config), "--to", "US", "--ub", "UB1", "--type", "PING",
+            "--content-type", "application/xml", str(payload)]  # fmt: skip
+
+
+def _log(gateway: Gateway) -> SqliteMessageLog:
+    assert gateway.node.message_log is not None
+    return gateway.node.message_log
+
+
+def test_a_raw_send_is_queued_delivered_and_logged_on_both_sides(
+    pair: tuple[Gateway, Gateway], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eu, us = pair
+    payload = tmp_path / "ping.xml"
+    payload.write_bytes(PING)
+    assert eu.config.path is not None
+
+    assert main(_send(eu.config.path, payload)) == 0
+    out = capsys.readouterr().out
+    assert "ACCEPTED" in out and "by US" in out
+
+    sent = [e for e in _log(eu).entries() if e.message_type == "PING"]
+    assert len(sent) == 1
+    row = sent[0]
+    assert (row.direction, row.partner, row.outcome) == (Direction.SENT, "US", LogOutcome.ACCEPTED)
+    assert row.message_id in out and row.receipt
+    item = eu.outbox.get(row.message_id)
+    assert item is not None and item.state is OutboundState.DELIVERED
+    assert row.envelope_sha256 == item.envelope_sha256
+
+    received = [e for e in _log(us).entries() if e.message_id == row.message_id]
+    assert [(e.direction, e.outcome) for e in received] == [
+        (Direction.RECEIVED, LogOutcome.ACCEPTED)
+    ]
+    assert received[0].envelope_sha256 == item.envelope_sha256  # the bytes US stored
+
+
+def test_an_unreachable_partner_leaves_the_envelope_queued(
+    module_pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eu, us = eu_and_us(tmp_path, module_pki)
+    us.close()  # nothing answers at US's address any more
+    eu.close()
+    payload = tmp_path / "ping.xml"
+    payload.write_bytes(PING)
+    assert eu.config.path is not None
+
+    assert main(_send(eu.config.path, payload)) == 1
+    err = capsys.readouterr().err
+    assert "stays queued" in err and "gncgw serve" in err
+
+    again = start_gateway(eu.config.path)  # the store as the CLI left it
+    try:
+        queued = again.outbox.list(OutboundState.PENDING)
+        assert [(q.partner, q.message_type) for q in queued] == [(US, "PING")]
+        assert not [e for e in _log(again).entries() if e.outcome is LogOutcome.ACCEPTED]
+    finally:
+        again.close()
