@@ -76,6 +76,22 @@ def test_verify_fails_with_a_stable_code_for_a_tampered_file(
     assert main(["verify", str(envelope), "--trust-dir", str(pki.root)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: SIG_")
+    # inspect shows what the refused envelope claims, marked as not verified, and why.
+    assert main(["inspect", str(envelope), "--trust-dir", str(pki.root)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("NOT VERIFIED: SIG_") and "not to be believed" in out
+    assert "PONG" in out and "EU -> US" in out and "REFUSED: SIG_" in out
+    assert "trusted" not in out
+
+
+def test_inspect_of_what_is_no_envelope_is_the_refusal_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.xml"
+    junk.write_bytes(b"<NotAnEnvelope/>")
+    assert main(["inspect", str(junk)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ENV_")
 
 
 @pytest.mark.parametrize("binding", BINDINGS)

@@ -23,6 +23,7 @@ from gateway.envelope.intake import (
     Accepted,
     IntakeLimits,
     check_envelope,
+    header_unverified,
 )
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding
@@ -117,11 +118,7 @@ class VerifiedReceipt:
 
 def message_id_of(binding: Binding, raw_envelope: bytes) -> str:
     """The message id of one of our own sealed envelopes: read, not verified (we signed it)."""
-    if binding is Binding.PROTOBUF:
-        return protobuf_binding.read_header_unverified(raw_envelope).message_id
-    from gateway.envelope import xml_binding
-
-    return xml_binding.read_header_unverified(raw_envelope).message_id
+    return header_unverified(raw_envelope, binding).message_id
 
 
 def verify_partner_receipt(

@@ -11,12 +11,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from gateway.envelope.intake import IntakeLimits, open_any
+from gateway.envelope.intake import IntakeLimits, header_unverified, open_any
 from gateway.envelope.keys import load_identity
 from gateway.envelope.opened import Binding, OpenedEnvelope, new_header
 from gateway.errors import ConfigError, GatewayError
 from gateway.model.codes import Administration, HandlingLabel, UtilityBlock
-from gateway.model.header import parse_administration, utc_now
+from gateway.model.header import EnvelopeHeader, parse_administration, utc_now
 from gateway.node import seal_envelope
 from gateway.trust.store import TrustStore
 
@@ -79,13 +79,7 @@ def _describe(opened: OpenedEnvelope, raw: bytes) -> list[tuple[str, str]]:
     leaf = opened.signer_chain[0]
     return [
         ("binding", opened.binding.value),
-        ("message id", header.message_id),
-        ("correlation id", header.correlation_id),
-        ("utility block", header.utility_block.value),
-        ("message type", header.message_type),
-        ("sender -> receiver", f"{header.sender.value} -> {header.receiver.value}"),
-        ("created at", header.created_at.isoformat()),
-        ("schema version", header.schema_version),
+        *_header_rows(header),
         ("payload", f"{len(opened.payload)} bytes, {header.payload_content_type}"),
         ("payload SHA-256", header.payload_sha256.hex() + "  (matches payload)"),
         ("handling label", header.handling_label.value),
@@ -97,6 +91,39 @@ def _describe(opened: OpenedEnvelope, raw: bytes) -> list[tuple[str, str]]:
         ("envelope SHA-256", hashlib.sha256(raw).hexdigest()),
         ("signature", "verifies over the exact bytes"),
     ]
+
+
+def _header_rows(header: EnvelopeHeader) -> list[tuple[str, str]]:
+    return [
+        ("message id", header.message_id),
+        ("correlation id", header.correlation_id),
+        ("utility block", header.utility_block.value),
+        ("message type", header.message_type),
+        ("sender -> receiver", f"{header.sender.value} -> {header.receiver.value}"),
+        ("created at", header.created_at.isoformat()),
+        ("schema version", header.schema_version),
+    ]
+
+
+def _inspect_refused(raw: bytes, binding: Binding, error: GatewayError) -> int:
+    """What a refused envelope claims, marked as not verified, and why it was refused."""
+    try:
+        claimed = header_unverified(raw, binding)
+    except GatewayError:
+        raise error from None  # not even a header to show: the refusal alone
+    print(f"NOT VERIFIED: {error}")
+    print("what the envelope claims (not to be believed):")
+    _print_table(
+        [
+            ("binding", binding.value),
+            *_header_rows(claimed),
+            ("payload SHA-256", claimed.payload_sha256.hex() + "  (as the header claims)"),
+            ("handling label", claimed.handling_label.value),
+            ("envelope SHA-256", hashlib.sha256(raw).hexdigest()),
+            ("verification", f"REFUSED: {error.code}"),
+        ]
+    )
+    return 1
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:
@@ -126,7 +153,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     raw = read_input(args.file)
     binding = Binding(args.binding) if args.binding != "auto" else detect_binding(raw)
-    opened = open_any(raw, binding, IntakeLimits())
+    try:
+        opened = open_any(raw, binding, IntakeLimits())
+    except GatewayError as error:
+        return _inspect_refused(raw, binding, error)
     rows = _describe(opened, raw)
     if args.config or args.trust_dir:
         try:

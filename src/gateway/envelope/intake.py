@@ -15,6 +15,7 @@ from gateway.envelope import protobuf_binding
 from gateway.envelope.opened import Binding, OpenedEnvelope
 from gateway.errors import CLOCK_SKEW, WRONG_RECEIVER, EnvelopeError
 from gateway.model.codes import Administration
+from gateway.model.header import EnvelopeHeader
 from gateway.trust.store import TrustedSigner, TrustStore
 
 
@@ -50,6 +51,19 @@ def open_any(raw: bytes, binding: Binding, limits: IntakeLimits) -> OpenedEnvelo
     from gateway.envelope import xml_binding
 
     return xml_binding.open_envelope(raw, max_bytes=limits.max_envelope_bytes)
+
+
+def header_unverified(raw: bytes, binding: Binding) -> EnvelopeHeader:
+    """The header an envelope carries, read WITHOUT checking its signature.
+
+    Only for envelopes we sealed ourselves (our own bookkeeping), or to show, marked as not
+    verified, what a refused envelope claims (``gncgw inspect``); never to believe anything
+    received."""
+    if binding is Binding.PROTOBUF:
+        return protobuf_binding.read_header_unverified(raw)
+    from gateway.envelope import xml_binding
+
+    return xml_binding.read_header_unverified(raw)
 
 
 def check_envelope(

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from gateway.envelope.opened import Binding
+from gateway.envelope.intake import header_unverified
 from gateway.errors import GatewayError
 from gateway.ops.logs import log_fields
 from gateway.ops.metrics import GatewayMetrics, SendOutcome
@@ -33,13 +33,7 @@ def correlation_id_of(item: OutboundItem) -> str:
     if not item.envelope:
         return ""
     try:
-        if item.binding is Binding.PROTOBUF:
-            from gateway.envelope import protobuf_binding
-
-            return protobuf_binding.read_header_unverified(item.envelope).correlation_id
-        from gateway.envelope import xml_binding
-
-        return xml_binding.read_header_unverified(item.envelope).correlation_id
+        return header_unverified(item.envelope, item.binding).correlation_id
     except GatewayError:
         return ""
 
