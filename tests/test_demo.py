@@ -18,3 +18,6 @@ def test_demo_runs_every_exchange_and_its_checks_hold(tmp_path: Path) -> None:
     assert "FAILED" not in done.stdout
     assert done.stdout.count("[ok]") >= 17
     assert "demo ok" in done.stdout
+    # The one-shot commands it runs print their results and errors once: no INFO log lines
+    # repeating them (the UB2 refusal used to log each finding it also printed).
+    assert " INFO gateway." not in done.stdout + done.stderr

@@ -10,6 +10,7 @@ entry: CA, CRL, profile) or a test-PKI directory (`--pki`); the negative cases' 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,7 @@ def register(subparsers: Any) -> None:
         "--binding", choices=["protobuf", "xml"], help="default: the profile's binding"
     )
     listen.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (300)")
-    listen.set_defaults(func=_listen)
+    listen.set_defaults(func=_listen, log_level=logging.INFO)
 
     check = commands.add_parser("check", help="load a suite and list its cases")
     check.add_argument("--suite", type=Path, required=True)

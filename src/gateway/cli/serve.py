@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         help="text lines, or JSON lines with message and correlation ids (default: the "
         "configuration's [logging] format, else text)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, log_level=logging.INFO)
 
 
 def _address(host: str, port: int) -> str:
