@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -200,6 +201,12 @@ def test_receipt_roundtrip_and_sender_side_checks(pki: TestPki) -> None:
     with pytest.raises(GatewayError) as excinfo:
         receipts.check_receipt_matches(back.receipt, opened.header.message_id, raw + b"\x00")
     assert _code(excinfo) == "DLV_RECEIPT_MISMATCH"
+    # A refusal naming a code this gateway does not know: a receipt problem, not a store outage.
+    unknown = replace(back.receipt, outcome=receipts.Outcome.REJECTED, error_code="NO_SUCH_CODE")
+    with pytest.raises(GatewayError) as excinfo:
+        receipts.check_receipt_matches(unknown, opened.header.message_id, raw)
+    assert _code(excinfo) == "DLV_RECEIPT_MISMATCH"
+    assert excinfo.value.location == "receipt.error_code"
     tampered = pb.SignedReceipt.FromString(signed)
     body = pb.Receipt.FromString(tampered.receipt)
     body.outcome = pb.REJECTED

@@ -167,7 +167,8 @@ class DeliveryError(GatewayError):
 
 DUPLICATE_CONFLICT = _code(
     "DLV_DUPLICATE_CONFLICT",
-    "The message id was already received with a different payload digest.",
+    "The message id was already received with a different payload digest, or from another "
+    "administration.",
 )
 RECEIPT_MISMATCH = _code(
     "DLV_RECEIPT_MISMATCH", "The receipt does not name the message or digest that was sent."

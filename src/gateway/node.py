@@ -321,14 +321,22 @@ class GatewayNode:
                 results = []
             for (index, accepted, _, _), result in zip(pending, results, strict=False):
                 if isinstance(result, PutResult):
-                    if result.outcome is PutOutcome.DUPLICATE:
+                    answer = result.receipt
+                    if result.outcome is PutOutcome.RESENT:  # other bytes: answer these bytes
+                        answer = self._seal_one(
+                            binding,
+                            receipts_mod.accepted_receipt(
+                                accepted.envelope, self.administration, duplicate=True
+                            ),
+                        )
+                    if result.outcome is not PutOutcome.STORED:
                         self.stats.duplicates += 1
                         self._received(accepted.envelope.header, ReceiveOutcome.DUPLICATE)
                         later.append(
                             received_entry(
                                 binding,
                                 raws[index],
-                                result.receipt,
+                                answer,
                                 LogOutcome.DUPLICATE,
                                 header=accepted.envelope.header,
                             )
@@ -336,7 +344,7 @@ class GatewayNode:
                     else:
                         self.stats.accepted += 1
                         self._received(accepted.envelope.header, ReceiveOutcome.ACCEPTED)
-                    answers[index] = result.receipt
+                    answers[index] = answer
                 else:
                     answers[index] = self._reject(
                         raws[index],

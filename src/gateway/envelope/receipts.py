@@ -337,4 +337,8 @@ def check_receipt_matches(receipt: Receipt, message_id: str, sent: bytes) -> Non
             "receipt digest differs from the SHA-256 of the envelope sent", code=RECEIPT_MISMATCH
         )
     if receipt.error_code and receipt.error_code not in registry():
-        raise DeliveryError(f"receipt carries unknown error code {receipt.error_code!r}")
+        raise DeliveryError(
+            f"receipt carries unknown error code {receipt.error_code!r}",
+            code=RECEIPT_MISMATCH,
+            location="receipt.error_code",
+        )

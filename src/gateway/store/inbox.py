@@ -1,8 +1,11 @@
 """The inbox: every accepted envelope, stored with its signed receipt before the receipt leaves.
 
 Duplicates are found by message id inside the same transaction that stores, so two concurrent
-deliveries of one message cannot both be stored. Same id and same payload digest is a duplicate
-(the original receipt is answered again); same id with another digest is a conflict.
+deliveries of one message cannot both be stored. The same sender, id and payload digest is a
+duplicate: in the same envelope bytes it is answered with the original receipt; in other bytes
+(sent again over the other binding, or signed again) with a new receipt for the bytes received,
+so the sender can check it against what it sent. The same id with another payload digest, or
+from another administration, is a conflict (nothing of the other message is disclosed).
 
 Commits are grouped by the database's writer (store.sqlite, store.postgres): each caller gets
 its answer only after its own record is durable, but concurrent callers share one fsync. A
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import DUPLICATE_CONFLICT, DeliveryError, GatewayError
 from gateway.store.database import Database, Dialect
@@ -46,7 +50,8 @@ class InboundRecord:
 
 class PutOutcome(StrEnum):
     STORED = "stored"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # the same envelope bytes again: the receipt stored with them
+    RESENT = "resent"  # the same message in other envelope bytes: answer these bytes
 
 
 @dataclass(frozen=True)
@@ -140,12 +145,28 @@ def _stored_at() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _conflict(message_id: str) -> DeliveryError:
+def _conflict(message_id: str, why: str = "with another payload digest") -> DeliveryError:
     return DeliveryError(
-        f"message {message_id} was already received with another payload digest",
+        f"message {message_id} was already received {why}",
         code=DUPLICATE_CONFLICT,
         location="header.message_id",
     )
+
+
+_STORED = "SELECT message_id, sender, payload_sha256, received_sha256, receipt FROM inbox "
+
+
+def _seen_before(record: InboundRecord, row: Sequence[Any]) -> PutResult | DeliveryError:
+    """A record whose id is already stored, against the stored (id, sender, payload digest,
+    received digest, receipt) row: a duplicate, the same message resent, or a conflict."""
+    sender, payload_sha256, received_sha256, receipt = row[1:5]
+    if sender != record.sender:
+        return _conflict(record.message_id, "from another administration")
+    if bytes(payload_sha256) != record.payload_sha256:
+        return _conflict(record.message_id)
+    if bytes(received_sha256) == record.received_sha256:
+        return PutResult(PutOutcome.DUPLICATE, bytes(receipt))
+    return PutResult(PutOutcome.RESENT, record.receipt)
 
 
 def _plain(record: InboundRecord) -> bool:
@@ -206,14 +227,11 @@ def _put_plain(
         ).fetchall()
     }
     stored = {first[message_id] for message_id in inserted}
-    known: dict[str, tuple[bytes, bytes]] = {}
+    known: dict[str, Sequence[Any]] = {}
     others = sorted({r.message_id for i, r in enumerate(records) if i not in stored})
     if others:
-        for row in conn.execute(
-            "SELECT message_id, payload_sha256, receipt FROM inbox WHERE message_id = ANY(?)",
-            (others,),
-        ).fetchall():
-            known[str(row[0])] = (bytes(row[1]), bytes(row[2]))
+        for row in conn.execute(_STORED + "WHERE message_id = ANY(?)", (others,)).fetchall():
+            known[str(row[0])] = row
     results: list[PutResult | GatewayError] = []
     entries: list[LogEntry] = []
     for index, record in enumerate(records):
@@ -223,11 +241,7 @@ def _put_plain(
                 entries.append(record.apply.entry)
             results.append(PutResult(PutOutcome.STORED, record.receipt))
             continue
-        payload_sha256, receipt = known[record.message_id]
-        if payload_sha256 == record.payload_sha256:
-            results.append(PutResult(PutOutcome.DUPLICATE, receipt))
-        else:
-            results.append(_conflict(record.message_id))
+        results.append(_seen_before(record, known[record.message_id]))
     append_many_in(entries, conn)
     return results
 
@@ -253,12 +267,11 @@ def _put_one(record: InboundRecord, conn: sqlite3.Connection) -> PutResult:
         ),
     )
     if cursor.rowcount == 0:
-        row = conn.execute(
-            "SELECT payload_sha256, receipt FROM inbox WHERE message_id = ?", (record.message_id,)
-        ).fetchone()
-        if bytes(row[0]) == record.payload_sha256:
-            return PutResult(PutOutcome.DUPLICATE, bytes(row[1]))
-        raise _conflict(record.message_id)
+        row = conn.execute(_STORED + "WHERE message_id = ?", (record.message_id,)).fetchone()
+        seen = _seen_before(record, row)
+        if isinstance(seen, DeliveryError):
+            raise seen
+        return seen
     if record.apply is not None:
         record.apply(conn)  # a GatewayError here rolls back the insert too (unit savepoint)
     return PutResult(PutOutcome.STORED, record.receipt)
