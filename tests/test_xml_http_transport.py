@@ -391,6 +391,50 @@ def test_a_plain_tcp_client_that_never_handshakes_is_dropped(us: UsGateway) -> N
         assert time.monotonic() - started < 5  # 0.5 s read timeout, with slack for a busy box
 
 
+def test_idle_connections_from_one_address_cannot_lock_partners_out(
+    pki: Pki, trust: TrustStore, tmp_path: Path
+) -> None:
+    """Slots are taken at accept, before the handshake says who connects: a host opening idle
+    TCP connections (from 127.0.0.2) gets its per-address share, and a partner (from 127.0.0.1)
+    still delivers. The overall bound still holds."""
+    node = GatewayNode(pki.identity("US"), trust, SqliteInbox(tmp_path / "inbox.db"))
+    server = XmlHttpServer(
+        node,
+        identity=TlsIdentity.from_files(pki.key_path("US", "tls"), pki.path("US", "tls")),
+        read_timeout=30.0,  # the idle sockets stay for the whole test
+        max_connections=8,
+        max_connections_per_address=3,
+    ).start()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(10):  # more than the overall bound
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(server.address)
+            idle.append(sock)
+        time.sleep(0.3)  # let the server accept (and refuse) them
+        # The server closed the connections beyond the address's share.
+        closed = 0
+        for sock in idle:
+            sock.settimeout(0.2)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                continue  # still open, waiting for a handshake
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 7
+
+        message_id, raw = xml_envelope(pki)
+        with XmlPartnerClient(server.url, tls=client_tls(pki)) as client:
+            assert client.deliver(raw, partner=US, trust=trust, message_id=message_id).accepted
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+        node.inbox.close()
+
+
 def test_stop_closes_idle_keep_alive_connections_at_once(
     pki: Pki, trust: TrustStore, tmp_path: Path
 ) -> None:

@@ -20,7 +20,10 @@ refuses an envelope whose signed sender is another administration (TRUST_WRONG_P
 
 Slow clients cannot pin threads: every socket read has a timeout, a watchdog closes connections
 whose handshake or request (line, headers, body) takes longer than a deadline, and the number of
-open connections is bounded.
+open connections is bounded, in all and per client address. A connection holds its slot from
+accept, before the TLS handshake says who it is, so without the per-address bound one host
+holding idle TCP connections could refuse every partner; keep the listener reachable from
+partner networks only, so that no one else has an address to open them from.
 """
 
 from __future__ import annotations
@@ -217,21 +220,22 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, cast(Any, _Handler))
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.owner._slots.acquire(blocking=False):
-            log.warning("XML listener: connection limit reached, refusing %s", client_address)
+        refusal = self.owner._take_slot(client_address[0])
+        if refusal:
+            log.warning("XML listener: %s, refusing %s", refusal, client_address)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.owner._slots.release()
+            self.owner._give_slot(client_address[0])
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.owner._slots.release()
+            self.owner._give_slot(client_address[0])
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
@@ -511,12 +515,15 @@ class XmlHttpServer:
         read_timeout: float = 10.0,
         request_deadline: float = 120.0,
         max_connections: int = 256,
+        max_connections_per_address: int = 32,
         drain_timeout: float = 10.0,
     ) -> None:
         """`client_ca_pem` defaults to every partner anchor in the node's trust store.
 
         read_timeout bounds each socket read and idle keep-alive; request_deadline bounds the
-        handshake and the whole read of one request (line, headers and body) however it trickles.
+        handshake and the whole read of one request (line, headers and body) however it trickles;
+        max_connections the connections open at once, max_connections_per_address those of one
+        client address (a partner's sender keeps a few).
         """
         self.node = node
         self.read_timeout = read_timeout
@@ -525,7 +532,9 @@ class XmlHttpServer:
         self.linger_seconds = min(2.0, read_timeout)
         ca = client_ca_pem if client_ca_pem is not None else node.trust.anchors_pem()
         self._ssl = server_ssl_context(identity, ca)
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_connections = max_connections
+        self._max_per_address = max_connections_per_address
+        self._open_by_address: dict[str, int] = {}
         self._lock = threading.Lock()
         self._connections: dict[int, _Connection] = {}
         self._next_token = 0
@@ -600,6 +609,25 @@ class XmlHttpServer:
         self.stop()
 
     # -- connection book-keeping (called from handler threads) ----------------------------------
+    def _take_slot(self, address: str) -> str:
+        """Count a new connection from `address`; why it is refused ("" when it is not)."""
+        with self._lock:
+            held = self._open_by_address.get(address, 0)
+            if sum(self._open_by_address.values()) >= self._max_connections:
+                return f"connection limit ({self._max_connections}) reached"
+            if held >= self._max_per_address:
+                return f"{held} connections open from {address} (limit per address)"
+            self._open_by_address[address] = held + 1
+            return ""
+
+    def _give_slot(self, address: str) -> None:
+        with self._lock:
+            left = self._open_by_address.get(address, 0) - 1
+            if left > 0:
+                self._open_by_address[address] = left
+            else:
+                self._open_by_address.pop(address, None)
+
     def _track(self, sock: socket.socket) -> int:
         with self._lock:
             self._next_token += 1
