@@ -95,3 +95,28 @@ def test_an_unreachable_partner_leaves_the_envelope_queued(
         assert not [e for e in _log(again).entries() if e.outcome is LogOutcome.ACCEPTED]
     finally:
         again.close()
+
+
+def test_sends_while_the_gateway_delivers_in_the_background_go_out_once(
+    pair: tuple[Gateway, Gateway], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gncgw send` while `gncgw serve` delivers the same SQLite store: each message is sent,
+    receipted and logged once (the two take turns), and each command shows its receipt."""
+    eu, us = pair
+    eu.worker.poll_seconds = 0.05  # serve's background worker, polling hard
+    eu.worker.start()
+    payload = tmp_path / "ping.xml"
+    payload.write_bytes(PING)
+    assert eu.config.path is not None
+    try:
+        for _ in range(12):
+            assert main(_send(eu.config.path, payload)) == 0
+            assert "ACCEPTED" in capsys.readouterr().out
+    finally:
+        eu.worker.stop()
+
+    sent = [e for e in _log(eu).entries() if e.message_type == "PING"]
+    assert len(sent) == 12 and len({e.message_id for e in sent}) == 12
+    assert all(e.outcome is LogOutcome.ACCEPTED for e in sent)
+    received = [e for e in _log(us).entries() if e.message_type == "PING"]
+    assert [e.outcome for e in received] == [LogOutcome.ACCEPTED] * 12  # no resends

@@ -5,17 +5,22 @@ inbox and message log). Every receipt is checked the way a partner's would be.""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from gateway import testpki
 from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding, new_header
+from gateway.errors import TransportError
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import GatewayNode, open_receipt, seal_envelope
 from gateway.partners.profile import RetryPolicy
@@ -25,7 +30,7 @@ from gateway.store.message_log import Direction, LogOutcome, SqliteMessageLog
 from gateway.store.outbox import OutboundMessage, OutboundState, SqliteOutbox
 from gateway.store.sqlite import SqliteDatabase
 from gateway.transport.grpc_client import GrpcPartnerClient
-from gateway.transport.grpc_server import GrpcGatewayServer
+from gateway.transport.grpc_server import SERVICE_NAME, GrpcGatewayServer
 from gateway.transport.links import PartnerLink
 from gateway.transport.tls import ClientTls, TlsIdentity
 from gateway.transport.xml_http import XmlHttpServer, XmlPartnerClient
@@ -408,3 +413,67 @@ def test_the_background_worker_delivers_over_xml_and_stops_cleanly(
     finally:
         worker.stop()
         database.close()
+
+
+def test_two_workers_on_one_sqlite_file_take_turns_and_send_nothing_twice(
+    pki: Pki, receiver: Receiver, tmp_path: Path
+) -> None:
+    """`gncgw serve` and a command delivering at once (`gncgw send`) open the same SQLite file
+    separately: a pass runs only while its worker holds the store's delivery turn, so a
+    message is sent, settled and logged once."""
+    target = receiver.serve_grpc(pki)
+    clock = Clock()
+    links = link_to(pki, Binding.PROTOBUF, target)
+    serve = open_sender(tmp_path / "eu.db", links, clock)
+    command = open_sender(tmp_path / "eu.db", links, clock)  # another open of the same file
+    try:
+        messages = [sealed(pki.identity("EU"), f"NLAEOS{i:04d}") for i in range(4)]
+        command.outbox.enqueue_all(messages)
+
+        with serve.outbox.delivery_turn() as ours:
+            assert ours
+            assert not command.worker.run_once(US).attempted  # not its turn: nothing sent
+        assert receiver.inbox.count() == 0
+        assert len(command.worker.run_once(US).delivered) == 4  # its turn now
+        assert not serve.worker.run_once(US).attempted  # nothing left that is due
+
+        assert [o for _, o, _ in serve.sent()] == [LogOutcome.ACCEPTED] * 4  # one row each
+        assert [o for _, o, _ in receiver.received()] == [LogOutcome.ACCEPTED] * 4
+    finally:
+        command.close()
+        serve.close()
+
+
+def test_a_partner_that_takes_the_stream_and_never_answers_fails_the_pass_in_time(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Without a deadline the pass, and every partner behind it, would wait for ever."""
+    release = threading.Event()
+
+    def swallow(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        for _ in requests:
+            pass
+        release.wait(30)  # takes every envelope, answers none
+        return iter(())
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    handlers = {"Stream": grpc.stream_stream_rpc_method_handler(swallow)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = GrpcPartnerClient(f"127.0.0.1:{port}", insecure=True)
+    link = PartnerLink(
+        US, Binding.PROTOBUF, f"127.0.0.1:{port}", sender_trust(pki), client,
+        stream_base_seconds=1.0,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as excinfo:
+            list(link.deliver_many([sealed(pki.identity("EU"), "NLAEOS0001").envelope]))
+        assert time.monotonic() - started < 10
+        assert excinfo.value.code == "TRN_UNAVAILABLE"  # transient: retried with back-off
+        assert "DEADLINE_EXCEEDED" in excinfo.value.message
+    finally:
+        release.set()
+        client.close()
+        server.stop(None)

@@ -80,7 +80,7 @@ def deliver_now(
         print(f"sending {message_id} to {code.value} over {opened.binding.value} "
               f"({opened.endpoint})")  # fmt: skip
         return _RecordingLink(
-            opened.partner, opened.binding, opened.endpoint, opened.trust, opened.client, seen
+            opened.partner, opened.binding, opened.endpoint, opened.trust, opened.client, seen=seen
         )
 
     settings = config.partner(partner)

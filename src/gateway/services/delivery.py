@@ -155,7 +155,16 @@ class DeliveryWorker:
 
     # -- one pass ------------------------------------------------------------------------------
     def run_once(self, partner: Administration) -> DeliveryReport:
-        """Deliver what is due for `partner` now (up to batch_size messages); settle each."""
+        """Deliver what is due for `partner` now (up to batch_size messages); settle each.
+
+        Nothing is attempted while another process delivers the same SQLite store (its turn:
+        SqliteOutbox.delivery_turn); the next pass tries again."""
+        with self.outbox.delivery_turn() as ours:
+            if not ours:
+                return DeliveryReport(partner)
+            return self._pass(partner)
+
+    def _pass(self, partner: Administration) -> DeliveryReport:
         now = self.clock()
         items = self.outbox.claim(partner, now, self.batch_size)
         report = DeliveryReport(partner)

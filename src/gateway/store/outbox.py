@@ -26,17 +26,24 @@ this node's claim is still the row's claim, so a node that lost its lease (pause
 cannot overwrite the outcome of the node that took over; it also ends the claim
 (``claim_expires`` NULL), keeping ``claimed_by`` as who settled it last. A crashed node's claims
 lapse after the lease and another node re-sends; the partner answers that as a duplicate with
-its original receipt. On SQLite one process owns the file: `claim` is `due` (no write, the hot
-path unchanged) and settling is not fenced.
+its original receipt.
+
+SQLite. `claim` is `due` (no write, the hot path unchanged) and settling is not fenced: instead
+one process at a time delivers a store's outbox. Every delivery pass runs inside
+`delivery_turn()`, which holds an exclusive lock on a file beside the database
+(``<file>-delivery.lock``) for the pass, so `gncgw serve` and a command that delivers at once
+(`gncgw send`, `--deliver`) on the same file take turns instead of sending a message twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -260,6 +267,28 @@ class SqliteOutbox:
         self.database.write(unit)
 
     # -- the worker's side ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def delivery_turn(self) -> Iterator[bool]:
+        """Whether this process may deliver this outbox now, for the length of the block.
+
+        PostgreSQL: always (claims keep the nodes apart). A SQLite file: only while no other
+        process is delivering it (a non-blocking exclusive lock on its delivery lock file,
+        released at the end of the block); an in-memory database belongs to one process."""
+        path: str | None = getattr(self.database, "delivery_lock_path", None)
+        if path is None:  # PostgreSQL, or in memory
+            yield True
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True  # the lock goes with the descriptor, closed below
+        finally:
+            os.close(fd)
+
     def due(self, partner: Administration, now: datetime, limit: int) -> list[OutboundItem]:
         """Up to `limit` messages of `partner` deliverable at `now`, in enqueue order, with
         their envelopes: the head of each ordering key, if its next attempt time has come."""

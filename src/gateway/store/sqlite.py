@@ -83,6 +83,12 @@ class SqliteDatabase:
             raise DeliveryError(f"cannot open the message store {self.path}: {self._failure}")
 
     # -- writing ---------------------------------------------------------------------------------
+    @property
+    def delivery_lock_path(self) -> str | None:
+        """The file whose lock a process holds while it delivers this store's outbox
+        (store.outbox.delivery_turn); None for an in-memory database (one process)."""
+        return None if self._uri else f"{self.path}-delivery.lock"
+
     def write(self, unit: Callable[[sqlite3.Connection], T]) -> T:
         """Run one unit of work; return its result once committed, or raise its error."""
         result = self.write_each([unit])[0]

@@ -27,6 +27,16 @@ class PartnerLink:
     endpoint: str
     trust: TrustStore
     client: _Submitter
+    # A gRPC stream of envelopes ends, answered or not, within this many seconds plus
+    # `stream_seconds_per_mib` per MiB sent: a partner that takes envelopes and never answers
+    # fails the pass (a transient error, retried) instead of holding the delivery worker, and
+    # every other partner behind it, for ever.
+    stream_base_seconds: float = 30.0
+    stream_seconds_per_mib: float = 1.0
+
+    def stream_deadline(self, raw_envelopes: Sequence[bytes]) -> float:
+        sent = sum(len(raw) for raw in raw_envelopes)
+        return self.stream_base_seconds + self.stream_seconds_per_mib * sent / (1 << 20)
 
     def deliver(self, raw_envelope: bytes) -> VerifiedReceipt:
         """Send one sealed envelope and check the receipt that comes back."""
@@ -52,7 +62,8 @@ class PartnerLink:
 
             if isinstance(self.client, GrpcPartnerClient):
                 exchange = PartnerExchange(self.client, partner=self.partner, trust=self.trust)
-                yield from exchange.deliver_stream(raw_envelopes)
+                timeout = self.stream_deadline(raw_envelopes)
+                yield from exchange.deliver_stream(raw_envelopes, timeout=timeout)
                 return
         for raw in raw_envelopes:
             yield self.deliver(raw)
