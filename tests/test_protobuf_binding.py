@@ -9,6 +9,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
@@ -118,6 +121,37 @@ def test_protected_header_outside_the_profile_is_refused(
     with pytest.raises(GatewayError) as excinfo:
         binding.open_envelope(_with_protected(raw, change))
     assert _code(excinfo) == code
+
+
+def test_a_header_parameter_named_twice_is_refused_even_when_signed(pki: TestPki) -> None:
+    """Two x5c members, a CN certificate first and the signer's last, signed by the signer: a
+    last-wins parser trusts EU, a first-wins one would see CN. Read no header two ways."""
+    raw = binding.seal(_header(), PAYLOAD, pki.identity("EU"))
+    envelope = pb.SignedEnvelope.FromString(raw)
+    identity = pki.identity("EU")
+    der = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in identity.chain]
+    cn = base64.b64encode(pki.cert("CN", "signing").public_bytes(Encoding.DER)).decode()
+    text = (
+        f'{{"alg":"ES256","typ":{json.dumps(_typ_of(envelope))},'
+        f'"x5c":{json.dumps([cn])},"x5c":{json.dumps(der)}}}'
+    )
+    protected = b64url(text.encode())
+    key = identity.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    r, s = decode_dss_signature(
+        key.sign(protected + b"." + b64url(envelope.header), ec.ECDSA(hashes.SHA256()))
+    )
+    signature = b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    envelope.jws = f"{protected.decode()}..{signature.decode()}"
+    with pytest.raises(GatewayError) as excinfo:
+        binding.open_envelope(envelope.SerializeToString())
+    assert _code(excinfo) == "SIG_MALFORMED"
+    assert "duplicate header parameter(s) ['x5c']" in str(excinfo.value)
+
+
+def _typ_of(envelope: pb.SignedEnvelope) -> str:
+    protected = envelope.jws.split(".")[0]
+    return str(json.loads(b64url_decode(protected.encode()))["typ"])
 
 
 def test_signature_by_another_key_than_the_x5c_certificate_is_refused(pki: TestPki) -> None:

@@ -12,6 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -108,6 +109,17 @@ def _malformed(why: str) -> SignatureError:
     return SignatureError(f"JWS: {why}", code=SIG_MALFORMED, location="jws")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose member names are unique. RFC 7515 section 4 lets a parser take the
+    last of duplicates instead, but another verifier may take the first: refuse rather than
+    read one header two ways."""
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"duplicate header parameter(s) {twice}")
+    return dict(pairs)
+
+
 @lru_cache(maxsize=1024)
 def _read_protected(
     protected_b64: bytes, typ: str
@@ -118,7 +130,7 @@ def _read_protected(
     for every message it signs with one key. Refusals raise and are not cached.
     """
     try:
-        header = json.loads(b64url_decode(protected_b64))
+        header = json.loads(b64url_decode(protected_b64), object_pairs_hook=_unique_members)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise _malformed(f"cannot decode ({exc})") from None
     if not isinstance(header, dict):
