@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import DeliveryError, GatewayError
+from gateway.store.database import check_writable
 from gateway.store.sqlite import SqliteDatabase
 
 DDL = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
@@ -88,3 +89,22 @@ def test_an_in_memory_uri_database_is_shared_by_writer_and_readers(tmp_path: Pat
     assert seen == [("a", 1)]
     assert not any(tmp_path.iterdir()) and not Path(name).exists()  # nothing on disk
     db.close()
+
+
+def test_a_store_that_cannot_be_written_is_refused_before_serving(tmp_path: Path) -> None:
+    """`gncgw serve` checks this first: a read-only store (here opened read-only, as a read-only
+    mount would leave it) would otherwise start, answer health checks and refuse every
+    envelope. A writable one passes, and the check changes nothing."""
+    path = tmp_path / "gateway.db"
+    writable = SqliteDatabase(path)
+    check_writable(writable)
+    writable.close()
+    read_only = SqliteDatabase(f"file:{path}?mode=ro", uri=True)
+    try:
+        with pytest.raises(DeliveryError) as excinfo:
+            check_writable(read_only)
+    finally:
+        read_only.close()
+    assert excinfo.value.code == "DLV_STORE_UNAVAILABLE"
+    assert "cannot be written" in excinfo.value.message and "readonly" in excinfo.value.message
+    assert excinfo.value.location == "store.url"

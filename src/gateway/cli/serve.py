@@ -25,13 +25,13 @@ from types import FrameType
 from typing import Any
 
 from gateway.config import GatewayConfig, build_node, load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.node import GatewayNode
 from gateway.ops.logs import LogFormat, use_log_format
 from gateway.ops.serving import Operations
 from gateway.services.aeo import responder_for
 from gateway.services.delivery import DeliveryWorker
-from gateway.store.database import display_url
+from gateway.store.database import check_writable, display_url
 from gateway.store.outbox import SqliteOutbox
 from gateway.transport.inquiry import serve_inquiries
 from gateway.transport.links import open_link
@@ -169,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
             location=str(config.path),
         )
     node = build_node(config)
+    try:
+        check_writable(node.inbox.database)  # rather than serve and refuse every envelope
+    except GatewayError:
+        node.inbox.close()
+        raise
     stopping = threading.Event()
     received: list[str] = []
 

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from gateway.errors import GatewayError
+from gateway.errors import DeliveryError, GatewayError
 
 T = TypeVar("T")
 
@@ -114,6 +114,22 @@ def savepoint(conn: Connection, name: str) -> Iterator[None]:
         conn.execute(f"RELEASE {name}")
         raise
     conn.execute(f"RELEASE {name}")
+
+
+def check_writable(database: Database) -> None:
+    """Refuse a store this process cannot write (a read-only file or mount, a read-only
+    PostgreSQL replica) before a gateway serves on it: otherwise it would start, answer health
+    checks, and refuse every envelope. A no-op update: nothing changes."""
+
+    def probe(conn: Any) -> None:
+        conn.execute("UPDATE outbox SET state = state WHERE 1 = 0")
+
+    try:
+        database.write(probe)
+    except GatewayError as error:
+        raise DeliveryError(
+            f"the message store cannot be written: {error.message}", location="store.url"
+        ) from None
 
 
 def sqlite_path(url: str) -> str:
