@@ -4,6 +4,8 @@ and HTTPS listeners with mutual TLS, and the outbox delivery worker."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +142,16 @@ def eu_and_us(
         us.close()
         raise
     return eu, us
+
+
+@contextmanager
+def running_eu_and_us(
+    base: Path, pki: testpki.TestPki, *, binding: str = "grpc", part_size: int = 1000
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """eu_and_us, both closed when the block ends."""
+    eu, us = eu_and_us(base, pki, binding=binding, part_size=part_size)
+    try:
+        yield eu, us
+    finally:
+        eu.close()
+        us.close()

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec
+from aeo_gateways import EU, US, Gateway, mapping_spec, running_eu_and_us
 
 from gateway import testpki
 from gateway.cli import main
@@ -31,12 +31,8 @@ def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
 
 @pytest.fixture
 def pair(module_pki: testpki.TestPki, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, module_pki)
-    try:
-        yield eu, us
-    finally:
-        eu.close()
-        us.close()
+    with running_eu_and_us(tmp_path, module_pki) as pair:
+        yield pair
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec
+from aeo_gateways import EU, US, Gateway, mapping_spec, running_eu_and_us
 
 from gateway import testpki
 from gateway.envelope.intake import DEFAULT_LIMITS, open_any
@@ -41,13 +41,9 @@ def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
 def pair(
     request: pytest.FixtureRequest, module_pki: testpki.TestPki, tmp_path: Path
 ) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, module_pki, binding=request.param)
-    eu.service.import_export(generate_eos_export(60, 9, "xml", spec=mapping_spec()))
-    try:
+    with running_eu_and_us(tmp_path, module_pki, binding=request.param) as (eu, us):
+        eu.service.import_export(generate_eos_export(60, 9, "xml", spec=mapping_spec()))
         yield eu, us
-    finally:
-        eu.close()
-        us.close()
 
 
 def test_a_query_is_answered_signed_and_verified(pair: tuple[Gateway, Gateway]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec
+from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec, running_eu_and_us
 
 from gateway import testpki
 from gateway.envelope.opened import Binding, new_header
@@ -56,12 +56,8 @@ def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
 
 @pytest.fixture
 def pair(module_pki: testpki.TestPki, tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, module_pki, part_size=40)
-    try:
-        yield eu, us
-    finally:
-        eu.close()
-        us.close()
+    with running_eu_and_us(tmp_path, module_pki, part_size=40) as pair:
+        yield pair
 
 
 def _us_view(eu: Gateway, record: AeoRecord) -> bool:

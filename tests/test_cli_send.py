@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aeo_gateways import US, Gateway, eu_and_us, start_gateway
+from aeo_gateways import US, Gateway, eu_and_us, running_eu_and_us, start_gateway
 
 from gateway import testpki
 from gateway.cli import main
@@ -28,17 +28,17 @@ def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
 def pair(
     request: pytest.FixtureRequest, module_pki: testpki.TestPki, tmp_path: Path
 ) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, module_pki, binding=request.param)
-    try:
-        yield eu, us
-    finally:
-        eu.close()
-        us.close()
+    with running_eu_and_us(tmp_path, module_pki, binding=request.param) as pair:
+        yield pair
 
 
-def _send(config: Path, payload: Path) -> list[str]:
-    return ["send", "--config", str(config), "--to", "US", "--ub", "UB1", "--type", "PING",
-            "--content-type", "application/xml", str(payload)]  # fmt: skip
+def _send(gateway: Gateway, tmp_path: Path) -> list[str]:
+    """`gncgw send` of a PING to US on `gateway`'s configuration."""
+    payload = tmp_path / "ping.xml"
+    payload.write_bytes(PING)
+    assert gateway.config.path is not None
+    return ["send", "--config", str(gateway.config.path), "--to", "US", "--ub", "UB1",
+            "--type", "PING", "--content-type", "application/xml", str(payload)]  # fmt: skip
 
 
 def _log(gateway: Gateway) -> SqliteMessageLog:
@@ -50,11 +50,7 @@ def test_a_raw_send_is_queued_delivered_and_logged_on_both_sides(
     pair: tuple[Gateway, Gateway], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     eu, us = pair
-    payload = tmp_path / "ping.xml"
-    payload.write_bytes(PING)
-    assert eu.config.path is not None
-
-    assert main(_send(eu.config.path, payload)) == 0
+    assert main(_send(eu, tmp_path)) == 0
     out = capsys.readouterr().out
     assert "ACCEPTED" in out and "by US" in out
 
@@ -80,11 +76,7 @@ def test_an_unreachable_partner_leaves_the_envelope_queued(
     eu, us = eu_and_us(tmp_path, module_pki)
     us.close()  # nothing answers at US's address any more
     eu.close()
-    payload = tmp_path / "ping.xml"
-    payload.write_bytes(PING)
-    assert eu.config.path is not None
-
-    assert main(_send(eu.config.path, payload)) == 1
+    assert main(_send(eu, tmp_path)) == 1
     err = capsys.readouterr().err
     assert "stays queued" in err and "gncgw serve" in err
 
@@ -105,12 +97,9 @@ def test_sends_while_the_gateway_delivers_in_the_background_go_out_once(
     eu, us = pair
     eu.worker.poll_seconds = 0.05  # serve's background worker, polling hard
     eu.worker.start()
-    payload = tmp_path / "ping.xml"
-    payload.write_bytes(PING)
-    assert eu.config.path is not None
     try:
         for _ in range(12):
-            assert main(_send(eu.config.path, payload)) == 0
+            assert main(_send(eu, tmp_path)) == 0
             assert "ACCEPTED" in capsys.readouterr().out
     finally:
         eu.worker.stop()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec
+from aeo_gateways import EU, US, Gateway, mapping_spec, running_eu_and_us
 
 from gateway import testpki
 from gateway.model.header import utc_now
@@ -18,12 +18,8 @@ from gateway.translate.sample_aeo import generate_eos_export
 
 @pytest.fixture
 def pair(tmp_path: Path, pki: testpki.TestPki) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, pki, part_size=25)
-    try:
-        yield eu, us
-    finally:
-        eu.close()
-        us.close()
+    with running_eu_and_us(tmp_path, pki, part_size=25) as pair:
+        yield pair
 
 
 def test_full_list_is_queued_daily_and_reconciles(pair: tuple[Gateway, Gateway]) -> None:

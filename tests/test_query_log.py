@@ -18,8 +18,8 @@ from aeo_gateways import (
     US,
     US_PROFILE,
     Gateway,
-    eu_and_us,
     mapping_spec,
+    running_eu_and_us,
     start_gateway,
     write_config,
 )
@@ -58,13 +58,9 @@ def module_pki(tmp_path_factory: pytest.TempPathFactory) -> testpki.TestPki:
 def pair(
     request: pytest.FixtureRequest, module_pki: testpki.TestPki, tmp_path: Path
 ) -> Iterator[tuple[Gateway, Gateway]]:
-    eu, us = eu_and_us(tmp_path, module_pki, binding=request.param)
-    eu.service.import_export(generate_eos_export(60, 9, "xml", spec=mapping_spec()))
-    try:
+    with running_eu_and_us(tmp_path, module_pki, binding=request.param) as (eu, us):
+        eu.service.import_export(generate_eos_export(60, 9, "xml", spec=mapping_spec()))
         yield eu, us
-    finally:
-        eu.close()
-        us.close()
 
 
 @dataclass
