@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import testpki
 from gateway.config import PartnerBinding, build_node, load_config
@@ -282,6 +285,41 @@ def test_a_crl_not_allowed_to_be_missing_can_be_waived(conf_dir: Path) -> None:
     loaded = load_config(write(conf_dir, config))
     assert loaded.partners[1].require_crl is False
     assert loaded.trust.partner(Administration.CN).require_crl is False
+
+
+def test_a_crl_of_one_distribution_point_stops_the_start(conf_dir: Path) -> None:
+    """It covers only part of its CA's certificates: taken as complete, it could pass one
+    revoked on another partition. Refused at start-up with its key and file."""
+    pki = testpki.TestPki(conf_dir / "pki")
+    key = serialization.load_pem_private_key(pki.key_path("CN", "ca").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    now = datetime.now(UTC)
+    point = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier("http://crl.cn.example/part-1.crl")],
+        relative_name=None,
+        only_contains_user_certs=False,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    partition = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.ca("CN").subject)
+        .last_update(now - timedelta(hours=1))
+        .next_update(now + timedelta(days=7))
+        .add_extension(point, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (conf_dir / "pki" / "CN" / "part-1.crl.pem").write_bytes(
+        partition.public_bytes(serialization.Encoding.PEM)
+    )
+    config = valid()
+    config["partners"][1]["crl"] = "pki/CN/part-1.crl.pem"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(write(conf_dir, config))
+    assert "part-1.crl.pem is partitioned" in excinfo.value.message
+    assert "distribution point" in excinfo.value.message
 
 
 def test_not_toml_and_missing_file(conf_dir: Path) -> None:

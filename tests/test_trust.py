@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from gateway import testpki
@@ -27,7 +27,7 @@ from gateway.trust.loading import (
     partner_trust_from_pem,
     trust_from_pki_files,
 )
-from gateway.trust.store import AllowedSigner, PartnerTrust, TrustStore
+from gateway.trust.store import AllowedSigner, PartnerTrust, TrustStore, crl_form_problem
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 EU, US, CN = Administration.EU, Administration.US, Administration.CN
@@ -47,7 +47,7 @@ def partner(pki: Pki, admin: str, **overrides: object) -> PartnerTrust:
         "crls": (pki.crl(admin),),
     }
     fields.update(overrides)
-    return PartnerTrust(**fields)  # type: ignore[arg-type]
+    return PartnerTrust(**fields)
 
 
 def store(pki: Pki, **eu_overrides: object) -> TrustStore:
@@ -520,3 +520,109 @@ def test_trust_from_pki_files_trusts_administrations_not_foreign(pki: Pki) -> No
     assert trust.check_signer(EU, [pki.cert("EU", "signing")], NOW).administration is EU
     assert code_of(trust, EU, [pki.cert(FOREIGN, "EU-impostor")]) == "TRUST_UNTRUSTED"
     assert code_of(trust, US, [pki.cert("US", "revoked")]) == "TRUST_REVOKED"
+
+
+# --- CRL forms, re-keyed CAs, weak keys ---------------------------------------------------------
+def _partition(
+    issuer: x509.Certificate, key: Key, uri: str, revoked: Sequence[int], age: int
+) -> x509.CertificateRevocationList:
+    """A CRL for one distribution point of `issuer` (IssuingDistributionPoint full name)."""
+    point = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(uri)],
+        relative_name=None,
+        only_contains_user_certs=False,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(NOW - dt.timedelta(hours=age))
+        .next_update(NOW + dt.timedelta(days=30))
+        .add_extension(point, critical=True)
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_a_crl_of_one_distribution_point_is_refused_not_taken_as_complete(pki: Pki) -> None:
+    """Partition B (older) revokes the signer, partition A (newer) does not: taken as complete
+    CRLs, the newest would pass a revoked signer. Refused instead, at start-up and at use."""
+    signing = pki.cert("EU", "signing")
+    key = ca_key(pki, "EU")
+    part_b = _partition(
+        pki.ca("EU"), key, "http://crl.eu.example/b.crl", [signing.serial_number], 2
+    )
+    part_a = _partition(pki.ca("EU"), key, "http://crl.eu.example/a.crl", [], 1)
+    with pytest.raises(TrustError) as info:
+        store(pki, crls=(part_b, part_a)).check_signer(EU, [signing], NOW)
+    assert info.value.code == "TRUST_CRL_INVALID" and "distribution point" in info.value.message
+    assert "partitioned" in crl_form_problem(part_a)
+    assert crl_form_problem(pki.crl("EU")) == ""
+
+
+def test_a_ca_re_keyed_under_the_same_name_keeps_both_roots_working() -> None:
+    """During a root key rollover with an unchanged name both roots and both CRLs are
+    configured: each leaf is checked against the CRL its own root's key signed."""
+    old_root, old_key = issue(None, None, "CN root", ca=True)
+    new_root, new_key = issue(None, None, "CN root", ca=True)
+    assert old_root.subject == new_root.subject
+    old_leaf, _ = issue(old_root, old_key, "CN signing 2025")
+    new_leaf, _ = issue(new_root, new_key, "CN signing 2026")
+    old_crl, new_crl = crl_by(old_root, old_key), crl_by(new_root, new_key)
+    for crls in ((old_crl, new_crl), (new_crl, old_crl)):
+        trust = TrustStore([PartnerTrust(CN, (old_root, new_root), crls)])
+        assert trust.check_signer(CN, [old_leaf], NOW).administration is CN
+        assert trust.check_signer(CN, [new_leaf], NOW).administration is CN
+    # revoked under the new key is still revoked
+    revoking = crl_by(new_root, new_key, [new_leaf.serial_number])
+    trust = TrustStore([PartnerTrust(CN, (old_root, new_root), (old_crl, revoking))])
+    assert code_of(trust, CN, [new_leaf]) == "TRUST_REVOKED"
+    # a CRL in the name that neither key signed still refuses, as a forged one must
+    forger = ec.generate_private_key(ec.SECP256R1())
+    trust = TrustStore([PartnerTrust(CN, (old_root,), (crl_by(old_root, forger),))])
+    assert code_of(trust, CN, [old_leaf]) == "TRUST_CRL_INVALID"
+
+
+def test_a_weak_key_anywhere_in_the_path_is_untrusted() -> None:
+    root, root_key = issue(None, None, "CN root", ca=True)
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    inter, _ = issue(root, root_key, "CN issuing CA", key=weak_key, ca=True)
+    leaf, _ = issue(inter, weak_key, "CN gateway signing")
+    trust = TrustStore(
+        [PartnerTrust(CN, (root,), (crl_by(root, root_key), crl_by(inter, weak_key)))]
+    )
+    with pytest.raises(TrustError) as info:
+        trust.check_signer(CN, [leaf, inter], NOW)
+    assert info.value.code == "TRUST_UNTRUSTED" and "RSA key of 1024 bits" in info.value.message
+    weak_root, _ = issue(None, None, "CN weak root", key=weak_key, ca=True)
+    with pytest.raises(ConfigError, match="RSA key of 1024 bits"):
+        TrustStore([PartnerTrust(CN, (weak_root,), ())])
+
+
+def test_a_re_issued_anchor_cannot_serve_two_administrations(pki: Pki) -> None:
+    """The EU root re-issued (same name and key, new serial) configured as US's anchor would
+    let EU certificates speak for US: a CA is its name and key, not one certificate of it."""
+    original = pki.ca("EU")
+    reissued = (
+        x509.CertificateBuilder()
+        .subject_name(original.subject)
+        .issuer_name(original.subject)
+        .public_key(original.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(original.not_valid_before_utc)
+        .not_valid_after(original.not_valid_after_utc + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key(pki, "EU"), hashes.SHA256())
+    )
+    assert reissued != original
+    with pytest.raises(ConfigError, match="configured for both EU and US"):
+        TrustStore([partner(pki, "EU"), partner(pki, "US", anchors=(reissued,))])
+    # for the same administration the re-issue is just another certificate of its CA
+    both = TrustStore([partner(pki, "EU", anchors=(original, reissued)), partner(pki, "US")])
+    assert both.check_signer(EU, [pki.cert("EU", "signing")], NOW).administration is EU

@@ -55,6 +55,7 @@ from gateway.trust.store import (
     AllowedSigner,
     PartnerTrust,
     TrustStore,
+    crl_form_problem,
     crl_signed_by,
     issued_by,
 )
@@ -610,6 +611,8 @@ def _partner(
         for crl in loaded:
             if not _issued_by_one_of(crl, [*anchors, *issuing]):
                 r.fail(crl_key, f"{crl_path} is not signed by any CA in {key}.ca or .intermediates")
+            if problem := crl_form_problem(crl):
+                r.fail(crl_key, f"{crl_path} {problem}")
             if crl.next_update_utc is not None and crl.next_update_utc < now:
                 log.warning(
                     "%s: CRL %s is stale since %s: %s's messages will be refused until it is "

@@ -11,13 +11,16 @@ Rules (each refusal carries its own stable code):
   every signature verifying, every issuer a CA (BasicConstraints ca=True, keyCertSign when
   KeyUsage is present) within its path length — else TRUST_UNTRUSTED; a chain that reaches the
   anchor of *another* configured administration is TRUST_WRONG_PARTNER;
-* unknown critical extensions anywhere in the path are refused (RFC 5280 4.2): TRUST_UNTRUSTED;
+* unknown critical extensions anywhere in the path are refused (RFC 5280 4.2), and so is a weak
+  key anywhere in it (RSA below 2048 bits, a curve below 256 bits, DSA): TRUST_UNTRUSTED;
 * every certificate of the path, anchor included, must be valid at `at`: TRUST_EXPIRED;
 * every certificate below the anchor is looked up in its issuer's CRL: TRUST_REVOKED. The CRL
   must be signed by that issuer and current (`next_update` present and not passed) — else
   TRUST_CRL_INVALID. A missing CRL is refused too (fail closed) unless the partner is configured
   with `require_crl=False` (a partner that publishes no CRL: revocation then rests on the
-  rotation list alone). Delta and partitioned CRLs are not supported and refused.
+  rotation list alone). Delta and partitioned CRLs (indirect, by reason, by distribution point)
+  are not supported and refused. A CRL naming the issuer but signed by another key (the CA
+  re-keyed under the same name, its old and new roots both configured) is another CA's: skipped.
 * the signing leaf must not be a CA, must carry KeyUsage with digitalSignature, and must not be a
   TLS-only certificate (ExtendedKeyUsage limited to serverAuth/clientAuth): TRUST_KEY_USAGE;
 * if the partner pins `allowed_signers`, the leaf must be one of them and `at` must be before
@@ -41,6 +44,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from gateway.errors import (
@@ -211,6 +215,50 @@ def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate)
         return False
 
 
+def weak_key(cert: x509.Certificate) -> str:
+    """Why the certificate's key is too weak to be trusted in a path ("" when it is not): RSA
+    below 2048 bits, an elliptic curve below 256 bits, DSA or a key type not known here."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "" if key.key_size >= 2048 else f"an RSA key of {key.key_size} bits (2048 at least)"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        size = key.curve.key_size
+        return "" if size >= 256 else f"a {size}-bit elliptic curve key ({key.curve.name})"
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return ""
+    return f"a {type(key).__name__.removeprefix('_')} key, not accepted"
+
+
+def crl_form_problem(crl: x509.CertificateRevocationList) -> str:
+    """Why a CRL's form is not supported ("" when it is): an unknown critical extension, a
+    delta CRL, or a partitioned one (indirect, by reason, by distribution point, attribute
+    certificates only), which covers only some of its CA's certificates, so taking it as
+    complete could pass a certificate revoked on another partition."""
+    try:
+        for ext in crl.extensions:
+            if ext.critical and ext.oid not in _UNDERSTOOD_CRL_EXTENSIONS:
+                oid = ext.oid.dotted_string
+                return f"has a critical extension {oid} this gateway does not process"
+        if _ext(crl.extensions, x509.DeltaCRLIndicator) is not None:
+            return "is a delta CRL; configure the complete CRL"
+        idp = _ext(crl.extensions, x509.IssuingDistributionPoint)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        return f"has unreadable extensions: {exc}"
+    if idp is not None and (
+        idp.indirect_crl
+        or idp.only_some_reasons
+        or idp.only_contains_attribute_certs
+        or idp.full_name
+        or idp.relative_name
+    ):
+        return (
+            "is partitioned (indirect, by reason, by distribution point or attribute "
+            "certificates only), which this gateway does not support: it covers only some of "
+            "its CA's certificates"
+        )
+    return ""
+
+
 def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(_SHA256)
 
@@ -220,6 +268,14 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
 # memo holds a reference to each certificate, so an id cannot be reused while its entry lives.
 _FINGERPRINT_MEMO: dict[int, tuple[x509.Certificate, bytes]] = {}
 _FINGERPRINT_MEMO_MAX = 4096
+
+
+def _ca_identity(cert: x509.Certificate) -> bytes:
+    """A CA's name and public key, whatever certificate carries them."""
+    key = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return cert.subject.public_bytes() + key
 
 
 def _fingerprints(chain: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
@@ -242,6 +298,7 @@ class TrustStore:
         self._partners: dict[Administration, _Partner] = {}
         self._anchors_by_subject: dict[x509.Name, list[_Anchor]] = {}
         owner_of_anchor: dict[bytes, Administration] = {}
+        listed: set[bytes] = set()
         for partner in partners:
             admin = partner.administration
             if admin in self._partners:
@@ -250,22 +307,27 @@ class TrustStore:
                 raise ConfigError(f"trust for {admin.value} names no CA certificate (anchor)")
             for anchor in partner.anchors:
                 fingerprint = _fingerprint(anchor)
-                owner = owner_of_anchor.get(fingerprint)
+                # One CA is its name and key: a re-issue (new serial, same key) is the same CA.
+                owner = owner_of_anchor.get(_ca_identity(anchor))
                 if owner is not None and owner != admin:
                     raise ConfigError(
                         f"CA {_describe(anchor)} is configured for both {owner.value} and "
                         f"{admin.value}: an anchor must belong to one administration, or a "
                         "certificate of one could speak for the other"
                     )
-                if owner == admin:
-                    continue
+                if fingerprint in listed:
+                    continue  # the same certificate twice
                 bc = _ext(_extensions(anchor), x509.BasicConstraints)
                 if bc is None or not bc.ca:
                     raise ConfigError(
                         f"anchor {_describe(anchor)} for {admin.value} is not a CA certificate "
                         "(BasicConstraints ca=True)"
                     )
-                owner_of_anchor[fingerprint] = admin
+                weak = weak_key(anchor)
+                if weak:
+                    raise ConfigError(f"anchor {_describe(anchor)} for {admin.value} has {weak}")
+                owner_of_anchor[_ca_identity(anchor)] = admin
+                listed.add(fingerprint)
                 self._anchors_by_subject.setdefault(anchor.subject, []).append(
                     _Anchor(admin, anchor, fingerprint)
                 )
@@ -402,6 +464,10 @@ class TrustStore:
     ) -> tuple[datetime, datetime]:
         """Structure, validity and revocation of the whole path; the span the result holds."""
         full = [*path, anchor.certificate]
+        for cert in full:
+            weak = weak_key(cert)
+            if weak:
+                raise TrustError(f"certificate {_describe(cert)} has {weak}")
         extensions = [_extensions(c) for c in full]
         for cert, exts in zip(full, extensions, strict=True):
             for ext in exts:
@@ -465,6 +531,7 @@ class TrustStore:
         admin = partner.trust.administration.value
         issuer_fp = _fingerprint(issuer)
         best: x509.CertificateRevocationList | None = None
+        unsigned = 0
         for index, crl in enumerate(partner.trust.crls):
             if crl.issuer != issuer.subject:
                 continue
@@ -473,16 +540,19 @@ class TrustStore:
                 ok = crl_signed_by(crl, issuer)
                 partner.crl_signature_ok[(index, issuer_fp)] = ok
             if not ok:
-                raise TrustError(
-                    f"a CRL configured for {admin} names '{issuer.subject.rfc4514_string()}' as "
-                    "issuer but is not signed by that CA",
-                    code=TRUST_CRL,
-                )
+                unsigned += 1  # another key's CRL under this name (a CA re-keyed), or forged
+                continue
             if not self._crl_covers(crl, subject_is_ca, admin):
                 continue
             if best is None or crl.last_update_utc > best.last_update_utc:
                 best = crl
         if best is None:
+            if unsigned:
+                raise TrustError(
+                    f"a CRL configured for {admin} names '{issuer.subject.rfc4514_string()}' as "
+                    "issuer but none is signed by that CA's key",
+                    code=TRUST_CRL,
+                )
             if partner.trust.require_crl:
                 raise TrustError(
                     f"no CRL of CA {_describe(issuer)} is configured for {admin}, so revocation "
@@ -507,32 +577,12 @@ class TrustStore:
 
     @staticmethod
     def _crl_covers(crl: x509.CertificateRevocationList, subject_is_ca: bool, admin: str) -> bool:
-        try:
-            for ext in crl.extensions:
-                if ext.critical and ext.oid not in _UNDERSTOOD_CRL_EXTENSIONS:
-                    raise TrustError(
-                        f"a CRL configured for {admin} has a critical extension "
-                        f"{ext.oid.dotted_string} this gateway does not process",
-                        code=TRUST_CRL,
-                    )
-            if _ext(crl.extensions, x509.DeltaCRLIndicator) is not None:
-                raise TrustError(
-                    f"a delta CRL is configured for {admin}; configure the complete CRL",
-                    code=TRUST_CRL,
-                )
-            idp = _ext(crl.extensions, x509.IssuingDistributionPoint)
-        except (ValueError, x509.DuplicateExtension) as exc:
-            raise TrustError(
-                f"a CRL configured for {admin} has unreadable extensions: {exc}", code=TRUST_CRL
-            ) from None
+        problem = crl_form_problem(crl)
+        if problem:
+            raise TrustError(f"a CRL configured for {admin} {problem}", code=TRUST_CRL)
+        idp = _ext(crl.extensions, x509.IssuingDistributionPoint)
         if idp is None:
             return True
-        if idp.indirect_crl or idp.only_some_reasons or idp.only_contains_attribute_certs:
-            raise TrustError(
-                f"a CRL configured for {admin} is partitioned (indirect, by reason or attribute "
-                "certificates only), which this gateway does not support",
-                code=TRUST_CRL,
-            )
         if idp.only_contains_user_certs and subject_is_ca:
             return False
         return not (idp.only_contains_ca_certs and not subject_is_ca)
