@@ -189,6 +189,12 @@ class TransportError(GatewayError):
 
 
 TRN_PROTOCOL = _code("TRN_PROTOCOL", "The partner answered something that is not a receipt.")
+TRN_BUSY = _code(
+    "TRN_BUSY",
+    "The gateway already serves as many gRPC streams as it allows, for this partner or in all, "
+    "or closed a stream that sent nothing for too long; send again later (nothing of it was "
+    "read).",
+)
 TRN_BAD_REQUEST = _code(
     "TRN_BAD_REQUEST",
     "The HTTP request breaks the XML transport profile (path, method, Content-Type, "

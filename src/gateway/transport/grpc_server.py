@@ -25,6 +25,13 @@ still verifies alone while the batch costs one ECDSA signature instead of one pe
 Unary Submit receipts are always signed alone. A batch over `max_stream_batch` envelopes or
 `max_stream_batch_bytes` ends the call with RESOURCE_EXHAUSTED ("ENV_OVERSIZE: ..."); nothing
 of that batch is checked.
+
+Sharing (transport.admission): a stream holds a pool thread for its life, so the streams open
+per TLS peer and in all are bounded (a refused stream ends with RESOURCE_EXHAUSTED "TRN_BUSY:
+..."), leaving threads for unary calls, health checks and inquiries; a stream that sends no
+batch for `stream_idle_seconds` with nothing left to answer is closed; and the envelope bytes
+read from all streams but not yet answered are bounded (a reader waits for room: back-pressure).
+Every batch is answered with one ReceiptBatch, an empty batch with an empty one.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -46,9 +54,17 @@ from grpc_reflection.v1alpha import reflection
 
 import gateway._proto.gnc.v1.envelope_pb2 as envelope_pb2  # registers gnc.v1 for reflection
 from gateway.envelope.opened import Binding
-from gateway.errors import OVERSIZE, TRN_PROTOCOL, ConfigError, GatewayError, TransportError
+from gateway.errors import (
+    OVERSIZE,
+    TRN_BUSY,
+    TRN_PROTOCOL,
+    ConfigError,
+    GatewayError,
+    TransportError,
+)
 from gateway.model.codes import Administration
 from gateway.node import CheckedBatch, GatewayNode, merge_checked
+from gateway.transport.admission import ByteBudget, StreamSlots
 from gateway.transport.tls import TlsIdentity, is_loopback, server_credentials, split_host_port
 
 log = logging.getLogger("gateway.transport.grpc")
@@ -59,6 +75,9 @@ STREAM_METHOD = f"/{SERVICE_NAME}/Stream"
 HEALTH_SERVICE_NAME: str = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 OVERSIZE_SLACK = 1024 * 1024  # read this much past the intake limit, to answer ENV_OVERSIZE
 MAX_STREAM_BATCH = 256  # envelopes in one EnvelopeBatch of a Stream, by default
+MAX_STREAMS_PER_PEER = 8  # streams one partner may hold open at once, by default
+STREAM_BYTES_IN_FLIGHT = 128 * 1024 * 1024  # envelope bytes read from streams, not yet answered
+STREAM_IDLE_SECONDS = 120.0  # a stream that sends nothing this long, owed nothing, is closed
 
 
 class _Stopping(TransportError):
@@ -341,32 +360,47 @@ class _StreamCall:
         context: grpc.ServicerContext,
         window: int,
         limits: _StreamLimits,
+        budget: ByteBudget,
+        idle_seconds: float,
     ) -> None:
         self._intake = intake
         self._peer = peer
         self._requests = requests
         self._context = context
         self._limits = limits
-        self._pending: queue.SimpleQueue[futures.Future[list[bytes]] | _BatchRefused | None] = (
-            queue.SimpleQueue()
-        )
+        self._budget = budget
+        self._idle_seconds = idle_seconds
+        self._pending: queue.SimpleQueue[
+            tuple[futures.Future[list[bytes]], int] | _BatchRefused | None
+        ] = queue.SimpleQueue()
         # Back-pressure: at most `window` batches read but not yet answered.
         self._window = threading.Semaphore(window)
+        self._last_read = time.monotonic()
+        self._read_batches = 0  # written by the reader only
+        self._answered = 0  # written by run() only
 
     def _read(self) -> None:
         try:
             for raw in self._requests:
+                self._last_read = time.monotonic()
                 try:
                     envelopes = _read_batch(raw, self._limits)
                 except _BatchRefused as refused:
                     self._pending.put(refused)
                     return
-                if not envelopes:
-                    continue
                 while not self._window.acquire(timeout=0.5):
                     if not self._context.is_active():
                         return
-                self._pending.put(self._intake.submit(envelopes, self._peer, batch_receipts=True))
+                size = sum(len(envelope) for envelope in envelopes)
+                if not self._budget.take(size, self._context.is_active):
+                    return
+                self._read_batches += 1
+                if envelopes:
+                    answer = self._intake.submit(envelopes, self._peer, batch_receipts=True)
+                else:  # answered too, so a client may pair answers with batches
+                    answer = futures.Future()
+                    answer.set_result([])
+                self._pending.put((answer, size))
         except grpc.RpcError:
             pass  # the client went away; what was read is still stored and answered if it can be
         except Exception:  # pragma: no cover - defensive: never lose the end marker
@@ -377,14 +411,28 @@ class _StreamCall:
     def run(self) -> Iterator[bytes]:
         threading.Thread(target=self._read, name="grpc-stream-reader", daemon=True).start()
         while True:
-            answer = self._pending.get()
-            if answer is None:
+            try:
+                entry = self._pending.get(timeout=min(1.0, self._idle_seconds))
+            except queue.Empty:
+                owed = self._read_batches - self._answered
+                if not owed and time.monotonic() - self._last_read > self._idle_seconds:
+                    self._context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"{TRN_BUSY}: no batch in {self._idle_seconds:g} s: the stream is closed",
+                    )
+                continue
+            if entry is None:
                 return
-            if isinstance(answer, _BatchRefused):
-                log.info("stream batch refused: %s", answer.details)
-                self._context.abort(answer.status, answer.details)
+            if isinstance(entry, _BatchRefused):
+                log.info("stream batch refused: %s", entry.details)
+                self._context.abort(entry.status, entry.details)
                 return
-            receipts = _receipts_or_abort(answer, self._context)
+            answer, size = entry
+            try:
+                receipts = _receipts_or_abort(answer, self._context)
+            finally:
+                self._budget.give(size)
+            self._answered += 1
             yield envelope_pb2.ReceiptBatch(receipts=receipts).SerializeToString()
             self._window.release()
 
@@ -408,7 +456,10 @@ class GrpcGatewayServer:
     certificate chaining to one of the trust store's anchors. `insecure_loopback=True` serves
     plaintext, and only on a loopback address (benchmarks against a bare echo service).
 
-    `max_workers` bounds the calls served at once (an open stream holds one for its lifetime);
+    `max_workers` bounds the calls served at once (an open stream holds one for its lifetime:
+    `max_streams_per_peer` and `max_streams`, by default all but a quarter of `max_workers`,
+    bound them, `stream_idle_seconds` closes one that sends nothing, and
+    `stream_bytes_in_flight` bounds what all of them have sent and not yet been answered);
     `max_batch` the envelopes checked and committed together; `stream_window` the batches of
     one stream read but not yet answered (back-pressure on a fast sender); `max_stream_batch`
     and `max_stream_batch_bytes` the envelopes and envelope bytes one stream batch may carry
@@ -428,6 +479,10 @@ class GrpcGatewayServer:
         stream_window: int = 8,
         max_stream_batch: int = MAX_STREAM_BATCH,
         max_stream_batch_bytes: int | None = None,
+        max_streams_per_peer: int = MAX_STREAMS_PER_PEER,
+        max_streams: int | None = None,
+        stream_bytes_in_flight: int = STREAM_BYTES_IN_FLIGHT,
+        stream_idle_seconds: float = STREAM_IDLE_SECONDS,
     ) -> None:
         host, _ = split_host_port(address)
         if tls is None and not insecure_loopback:
@@ -448,8 +503,11 @@ class GrpcGatewayServer:
             if max_stream_batch_bytes is None
             else max_stream_batch_bytes
         )
-        if min(batch_workers, max_batch, stream_window, max_stream_batch, batch_bytes) < 1 or (
-            max_workers < 2
+        sizes = (batch_workers, max_batch, stream_window, max_stream_batch, batch_bytes)
+        if (
+            min(*sizes, max_streams_per_peer, stream_bytes_in_flight) < 1
+            or max_workers < 2
+            or (stream_idle_seconds <= 0 or (max_streams is not None and max_streams < 1))
         ):
             raise ConfigError("gRPC worker and batch sizes must be positive", location="grpc")
         self.node = node
@@ -460,6 +518,14 @@ class GrpcGatewayServer:
         self._max_batch = max_batch
         self._stream_window = stream_window
         self._stream_limits = _StreamLimits(max_stream_batch, batch_bytes)
+        # Threads kept from streams for unary calls, health checks and inquiries.
+        reserved = max(2, max_workers // 4)
+        self._streams = StreamSlots(
+            per_peer=max_streams_per_peer,
+            total=max_streams if max_streams is not None else max(1, max_workers - reserved),
+        )
+        self._stream_budget = ByteBudget(stream_bytes_in_flight)
+        self._stream_idle_seconds = stream_idle_seconds
         self._intake: _Intake | None = None
         hard_cap = node.limits.max_envelope_bytes + OVERSIZE_SLACK
         self._server = grpc.server(
@@ -579,9 +645,32 @@ class GrpcGatewayServer:
     def _stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         peer = self._tls_peer(context)
         assert self._intake is not None
+        refusal = self._streams.take(peer)
+        if refusal:
+            log.warning("stream refused: %s", refusal)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{TRN_BUSY}: {refusal}")
+        if not context.add_callback(lambda: self._streams.give(peer)):
+            self._streams.give(peer)  # the call has already ended
         return _StreamCall(
-            self._intake, peer, requests, context, self._stream_window, self._stream_limits
+            self._intake,
+            peer,
+            requests,
+            context,
+            self._stream_window,
+            self._stream_limits,
+            self._stream_budget,
+            self._stream_idle_seconds,
         ).run()
+
+    @property
+    def open_streams(self) -> int:
+        """Stream calls open now (operations, tests)."""
+        return self._streams.open_streams()
+
+    @property
+    def stream_bytes_held(self) -> int:
+        """Envelope bytes read from streams and not yet answered."""
+        return self._stream_budget.held
 
     # -- extra services (e.g. gnc.v1.Inquiry, transport.inquiry) -------------------------------
     def add_service(self, handler: grpc.GenericRpcHandler) -> None:
