@@ -230,3 +230,30 @@ def test_the_byte_budget_waits_for_room_and_gives_up_when_the_call_ends() -> Non
     assert not budget.take(60, lambda: next(alive, False), poll=0.01)  # the call ended first
     assert budget.held == 60
     assert ByteBudget(10).take(50, lambda: True)  # alone, an oversize batch still goes through
+
+
+def test_a_stream_cancelled_with_batches_unanswered_gives_its_bytes_back(
+    pki: Pki, trust: TrustStore, tmp_path: Path
+) -> None:
+    """A client that sends and never reads holds the budget (back-pressure); when it goes
+    away, every byte its stream held returns to the budget, else the budget would shrink with
+    each such client until no stream could send."""
+    server = _server(pki, trust, tmp_path, stream_window=4)
+    raws = [envelope(pki.identity("EU")) for _ in range(64)]
+    batch = pb.EnvelopeBatch(envelopes=raws).SerializeToString()
+    stream = _IdleStream(pki, server.target)
+    try:
+        for _ in range(40):
+            stream.send(batch)  # and never read a receipt
+        deadline = time.monotonic() + 20
+        while server.stream_bytes_held == 0:
+            assert time.monotonic() < deadline, "the stream never held any bytes"
+            time.sleep(0.05)
+        stream.close()
+        deadline = time.monotonic() + 20
+        while server.stream_bytes_held or server.open_streams:
+            assert time.monotonic() < deadline, f"{server.stream_bytes_held} bytes still held"
+            time.sleep(0.05)
+    finally:
+        stream.close()
+        server.stop(grace=None)

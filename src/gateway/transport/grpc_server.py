@@ -378,6 +378,36 @@ class _StreamCall:
         self._last_read = time.monotonic()
         self._read_batches = 0  # written by the reader only
         self._answered = 0  # written by run() only
+        # Bytes this stream holds of the shared budget; all given back when the call ends,
+        # however it ends (batches read but never answered to a client that went away too).
+        self._held = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        context.add_callback(self._close)
+
+    def _take(self, size: int) -> bool:
+        if not self._budget.take(size, self._context.is_active):
+            return False
+        with self._lock:
+            if not self._closed:
+                self._held += size
+                return True
+        self._budget.give(size)
+        return False
+
+    def _give(self, size: int) -> None:
+        with self._lock:
+            if self._closed:
+                return  # _close gave back all this stream held
+            self._held -= size
+        self._budget.give(size)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            left, self._held = self._held, 0
+        if left:
+            self._budget.give(left)
 
     def _read(self) -> None:
         try:
@@ -392,7 +422,7 @@ class _StreamCall:
                     if not self._context.is_active():
                         return
                 size = sum(len(envelope) for envelope in envelopes)
-                if not self._budget.take(size, self._context.is_active):
+                if not self._take(size):
                     return
                 self._read_batches += 1
                 if envelopes:
@@ -410,6 +440,12 @@ class _StreamCall:
 
     def run(self) -> Iterator[bytes]:
         threading.Thread(target=self._read, name="grpc-stream-reader", daemon=True).start()
+        try:
+            yield from self._answers()
+        finally:
+            self._close()
+
+    def _answers(self) -> Iterator[bytes]:
         while True:
             try:
                 entry = self._pending.get(timeout=min(1.0, self._idle_seconds))
@@ -431,7 +467,7 @@ class _StreamCall:
             try:
                 receipts = _receipts_or_abort(answer, self._context)
             finally:
-                self._budget.give(size)
+                self._give(size)
             self._answered += 1
             yield envelope_pb2.ReceiptBatch(receipts=receipts).SerializeToString()
             self._window.release()
