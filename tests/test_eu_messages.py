@@ -452,8 +452,13 @@ def test_soap_wrapped_message_errors_point_through_the_envelope(packs: SchemaPac
             b'<soap:Header><x:Sec xmlns:x="urn:x" soap:mustUnderstand="true"/></soap:Header>',
             "Sec",
         ),
+        (  # xs:boolean collapses whitespace: " true " is true too
+            b"ONE",
+            b'<soap:Header><x:Sec xmlns:x="urn:x" soap:mustUnderstand=" true "/></soap:Header>',
+            "Sec",
+        ),
     ],
-    ids=["empty-body", "two-messages", "fault", "must-understand"],
+    ids=["empty-body", "two-messages", "fault", "must-understand", "must-understand-spaced"],
 )
 def test_malformed_soap_is_refused(
     packs: SchemaPacks, body: bytes, header: bytes, points_at: str

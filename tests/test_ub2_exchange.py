@@ -10,7 +10,7 @@ import os
 import types
 import typing
 from dataclasses import fields, is_dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 from importlib import resources
@@ -111,6 +111,28 @@ def test_decimals_and_times_travel_exactly() -> None:
         assert str(back.total_gross_mass) == "1250.500"
         assert back.declared_at is not None and back.declared_at.tzinfo is None
     assert '"total_gross_mass": "1250.500"' in to_json(record)
+
+
+def test_a_declared_offset_travels_as_declared() -> None:
+    """DEC-DMS accepted at 00:30+01:00 on 15 January: the partner must see 15 January, not
+    23:30Z on the 14th. Equal instants compare equal in Python, so check the offset itself."""
+    plus_one = timezone(timedelta(hours=1))
+    record = Consignment(
+        source=SourceMessage.DEC_DMS_EXPORT,
+        reference="acc",
+        accepted_at=datetime(2026, 1, 15, 0, 30, tzinfo=plus_one),
+    )
+    xml = encode(record, PayloadForm.XML)
+    assert b"<AcceptanceDateTime>2026-01-15T00:30:00+01:00</AcceptanceDateTime>" in xml
+    assert '"accepted_at": "2026-01-15T00:30:00+01:00"' in to_json(record)
+    for form in PayloadForm:
+        back = decode(encode(record, form), Ub2Kind.TRANSACTION, form)
+        assert isinstance(back, Consignment) and back.accepted_at is not None
+        assert back.accepted_at.utcoffset() == timedelta(hours=1)
+        assert back.accepted_at.date().isoformat() == "2026-01-15"
+    back = from_json(to_json(record), Ub2Kind.TRANSACTION)
+    assert isinstance(back, Consignment) and back.accepted_at is not None
+    assert back.accepted_at.utcoffset() == timedelta(hours=1)
 
 
 def test_absent_and_empty_are_different() -> None:

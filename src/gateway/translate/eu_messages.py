@@ -584,7 +584,7 @@ def _unwrap_soap(envelope: etree._Element) -> etree._Element:
         )
     if names[0] == header:
         for block in _elements(children[0]):
-            if block.get(f"{{{SOAP12_NS}}}mustUnderstand") in ("true", "1"):
+            if (block.get(f"{{{SOAP12_NS}}}mustUnderstand") or "").strip() in ("true", "1"):
                 raise _soap_error(
                     f"SOAP header block {_name(block)} must be understood, and the gateway "
                     "does not understand it",

@@ -28,7 +28,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
 from functools import cache
@@ -155,9 +155,13 @@ def _datetime_text(value: datetime, where: str) -> str:
         raise TransactionError(
             f"{value!r} is not a date and time", code=UB2_VALUE_INVALID, location=where
         )
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         return value.isoformat()
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # The offset as declared (an acceptance at 00:30+01:00 is on that day, not the day before
+    # in UTC); UTC itself as Z.
+    text = value.isoformat()
+    return text.removesuffix("+00:00") + "Z" if not offset else text
 
 
 def _datetime(text: str, where: str) -> datetime:
