@@ -521,3 +521,74 @@ def test_a_message_and_a_spec_of_different_sources_are_refused() -> None:
     with pytest.raises(TransactionError) as caught:
         to_consignment(message, specs()[SourceMessage.CC313A])
     assert caught.value.code == UB2_MAPPING_INVALID
+
+
+# --- dropped, as long as dropping keeps the meaning ----------------------------------------------
+def _declaration_with(check: str) -> tuple[Path, bytes]:
+    """A real DEC-DMS export sample holding what `check` (an XPath in the DEC namespace) finds."""
+    for path in sorted((shared_data() / "wco-dm-cds").rglob("*.xml")):
+        data = path.read_bytes()
+        if b"urn:wco:datamodel:WCO:DEC-DMS:2" not in data:
+            continue
+        try:
+            message = read_eu_message(data, packs())
+        except TransactionError:
+            continue
+        if message.source is SourceMessage.DEC_DMS_EXPORT and message.root.xpath(
+            check, namespaces={"d": DEC}
+        ):
+            return path, data
+    pytest.fail(f"no DEC-DMS export sample has {check}")
+
+
+def _translate_edited(data: bytes, edit: Any) -> Consignment:
+    document = etree.fromstring(data)
+    edit(document)
+    message = read_eu_message(etree.tostring(document), packs())
+    return to_consignment(message, specs()[message.source])
+
+
+def test_a_mass_in_another_unit_than_kilograms_is_refused_not_carried_as_kilograms() -> None:
+    _, data = _declaration_with("//d:GrossMassMeasure[@unitCode='KGM']")
+
+    def in_tonnes(document: etree._Element) -> None:
+        measure = document.xpath("//d:GrossMassMeasure", namespaces={"d": DEC})[0]
+        measure.set("unitCode", "TNE")
+
+    with pytest.raises(TransactionError) as info:
+        _translate_edited(data, in_tonnes)
+    assert info.value.code == UB2_VALUE_INVALID
+    assert "'TNE' is not KGM" in info.value.message
+    assert info.value.location is not None
+    assert info.value.location.endswith("dec:GrossMassMeasure/@unitCode")
+    _translate_edited(data, lambda document: None)  # as lodged, in KGM: translated
+
+
+def test_a_route_numbered_against_document_order_is_refused() -> None:
+    _, data = _declaration_with("//d:Consignment[count(d:Itinerary) > 1]")
+
+    def swapped(document: etree._Element) -> None:
+        stops = document.xpath("//d:Consignment/d:Itinerary", namespaces={"d": DEC})
+        first, second = (s.find(f"{{{DEC}}}SequenceNumeric") for s in stops[:2])
+        first.text, second.text = second.text, first.text
+
+    with pytest.raises(TransactionError) as info:
+        _translate_edited(data, swapped)
+    assert info.value.code == UB2_VALUE_INVALID and "follows" in info.value.message
+    assert info.value.location is not None
+    assert info.value.location.endswith("dec:Itinerary[2]/dec:SequenceNumeric")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ('only = "KGM"', "must be a list of values"),
+        ("in_order = 1", "must be true or false"),
+        ('only = ["KGM"]\nin_order = true', "not both"),
+    ],
+)
+def test_a_broken_dropped_condition_is_refused_at_load(row: str, message: str) -> None:
+    text = GOOD_SPEC + f'\n[[dropped]]\nsource = "HEAHEA/TotNumOfPacHEA306"\nreason = "r"\n{row}\n'
+    with pytest.raises(TransactionError) as info:
+        parse_mapping_spec(text, "t.toml")
+    assert info.value.code == UB2_MAPPING_INVALID and message in info.value.message

@@ -10,7 +10,11 @@ this module only knows how to read it and run it. A spec has four kinds of rows:
   ``[not(Child)]``) into a record field path (``goods_items[].packages[].kind``,
   ``parties[CONSIGNOR].address.country``), with its value type and WCO ID;
 - ``[[dropped]]``: a source element (and all inside it) deliberately not carried, with the
-  reason.
+  reason; a row may say when dropping it would change what the record means, and the message
+  is then refused (UB2_VALUE_INVALID at the element): ``only = ["KGM"]`` (dropped while its
+  value is one of these: a unit the record implies) or ``in_order = true`` (an order number
+  dropped because the record keeps document order: refused unless the repetitions are numbered
+  in document order). The checks run in ``translate.dropped_checks``.
 
 Specs are checked against the record's dataclasses when loaded (unknown keys, unknown targets, a
 type that does not fit the field, a row with neither WCO ID nor note: UB2_MAPPING_INVALID
@@ -62,7 +66,7 @@ VALUE_TYPES = ("text", "int", "decimal", "datetime")
 _SPEC_KEYS = {"name", "source", "version", "description", "namespace", "prefix", "root", "schema"}
 _FIELD_KEYS = {"source", "target", "type", "format", "wco_id", "note"}
 _REPEAT_KEYS = {"source", "target", "wco_id", "note"}
-_DROPPED_KEYS = {"source", "reason"}
+_DROPPED_KEYS = {"source", "reason", "only", "in_order"}
 _WCO_ID = re.compile(r"[0-9]{3}|[A-Z][0-9]{3}|[0-9]{2}[A-Z]")
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _STEP = re.compile(
@@ -102,11 +106,14 @@ class RepeatRow:
 
 @dataclass(frozen=True)
 class DroppedRow:
-    """A source element deliberately not carried (with everything inside it), and why."""
+    """A source element deliberately not carried (with everything inside it), and why; with
+    the condition under which dropping it keeps the record faithful, if there is one."""
 
     source: str
     reason: str
     row: str = ""
+    only: tuple[str, ...] = ()  # dropped while its value is one of these; else refused
+    in_order: bool = False  # an order number: refused unless numbered in document order
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,31 @@ def _rows(data: Mapping[str, Any], table: str, keys: set[str], source: str) -> l
     return rows
 
 
+def _dropped_row(row: Mapping[str, Any], source: str, where: str) -> DroppedRow:
+    only = row.get("only", [])
+    in_order = row.get("in_order", False)
+    if not isinstance(only, list) or not all(isinstance(v, str) and v for v in only):
+        raise _spec_error(source, f"{where}.only", "must be a list of values")
+    if not isinstance(in_order, bool):
+        raise _spec_error(source, f"{where}.in_order", "must be true or false")
+    path = _text(row, "source", source, where, required=True)
+    if (only or in_order) and "[" in path:
+        raise _spec_error(source, f"{where}.source", "a checked row names a plain path")
+    if only and in_order:
+        raise _spec_error(source, where, "give `only` or `in_order`, not both")
+    if in_order and (path.count("/") < 1 or "@" in path):
+        raise _spec_error(
+            source, f"{where}.source", "`in_order` names the order number inside a repetition"
+        )
+    return DroppedRow(
+        source=path,
+        reason=_text(row, "reason", source, where, required=True),
+        row=where,
+        only=tuple(only),
+        in_order=in_order,
+    )
+
+
 def parse_mapping_spec(text: str | bytes, source: str) -> MappingSpec:
     """Read, check and compile a spec. ``source`` names the file in errors (file:row)."""
     if isinstance(text, bytes):
@@ -228,11 +260,7 @@ def parse_mapping_spec(text: str | bytes, source: str) -> MappingSpec:
         for i, row in enumerate(_rows(data, "field", _FIELD_KEYS, source))
     )
     dropped = tuple(
-        DroppedRow(
-            source=_text(row, "source", source, f"dropped[{i}]", required=True),
-            reason=_text(row, "reason", source, f"dropped[{i}]", required=True),
-            row=f"dropped[{i}]",
-        )
+        _dropped_row(row, source, f"dropped[{i}]")
         for i, row in enumerate(_rows(data, "dropped", _DROPPED_KEYS, source))
     )
     if not field_rows:

@@ -27,6 +27,7 @@ from lxml import etree
 
 from gateway.errors import UB2_MAPPING_INVALID, UB2_UNKNOWN_MESSAGE, TransactionError
 from gateway.model.consignment import Consignment, SourceMessage
+from gateway.translate.dropped_checks import check_dropped
 from gateway.translate.mapping import (
     DroppedRow,
     FieldRow,
@@ -119,7 +120,9 @@ def to_consignment(message: TranslatableMessage, spec: MappingSpec) -> Consignme
             code=UB2_UNKNOWN_MESSAGE,
             location=message.base_path,
         )
-    return run_spec(spec, message.root, message.base_path)
+    record = run_spec(spec, message.root, message.base_path)
+    check_dropped(spec, message.root)
+    return record
 
 
 # --- coverage -----------------------------------------------------------------------------------
