@@ -4,6 +4,7 @@ auditor verifies on their own (`gncgw log export` / `gncgw log verify --archive`
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -15,16 +16,19 @@ import pytest
 
 from gateway import testpki
 from gateway.cli import main
+from gateway.envelope.jws import sign_detached
 from gateway.envelope.opened import Binding, new_header
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import GatewayNode, seal_envelope
 from gateway.store.inbox import SqliteInbox
-from gateway.store.log_chain import export_archive
+from gateway.store.log_chain import ARCHIVE_TYP, export_archive
 from gateway.store.message_log import (
+    CHECKPOINT_TYP,
     Direction,
     LogEntry,
     LogOutcome,
     SqliteMessageLog,
+    checkpoint_payload,
     entry_digest,
 )
 from gateway.store.sqlite import SqliteDatabase
@@ -390,3 +394,102 @@ def test_a_log_made_before_the_chain_is_migrated(tmp_path: Path, pki: Pki) -> No
             sqlite3.connect(path).execute("UPDATE message_log SET code = 'x'")
     finally:
         database.close()
+
+
+def _rechain_from(attacker: sqlite3.Connection, first: int) -> dict[int, bytes]:
+    """Recompute every entry digest from seq `first` on (after an edit); the new digests."""
+    prev = attacker.execute("SELECT prev_sha256 FROM message_log WHERE seq = ?", (first,))
+    chained = bytes(prev.fetchone()[0])
+    digests: dict[int, bytes] = {}
+    last = attacker.execute("SELECT max(seq) FROM message_log").fetchone()[0]
+    for seq in range(first, last + 1):
+        digest = row_digest(attacker, seq, chained)
+        attacker.execute(
+            "UPDATE message_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
+            (chained, digest, seq),
+        )
+        digests[seq], chained = digest, digest
+    return digests
+
+
+def test_checkpoints_re_signed_by_a_partner_do_not_vouch_for_our_log(
+    capsys: pytest.CaptureFixture[str], config: Path, attacker: sqlite3.Connection, pki: Pki
+) -> None:
+    """US's key is trusted (for US): a rewritten EU log with its checkpoints re-signed by US
+    must not verify as EU's."""
+    attacker.execute("UPDATE message_log SET outcome = 'REJECTED' WHERE seq = 2")
+    digests = _rechain_from(attacker, 2)
+    us = pki.identity("US")
+    for cid, entries, head_seq, signed_at in attacker.execute(
+        "SELECT id, entries, head_seq, signed_at FROM message_log_checkpoint"
+    ).fetchall():
+        payload = checkpoint_payload("US", entries, head_seq, digests[head_seq], signed_at)
+        attacker.execute(
+            "UPDATE message_log_checkpoint SET administration = 'US', head_sha256 = ?, "
+            "payload = ?, jws = ? WHERE id = ?",
+            (digests[head_seq], payload, sign_detached(payload, us, CHECKPOINT_TYP), cid),
+        )
+    code, _, err = verify(capsys, config)
+    assert code == 1 and "DLV_LOG_SIGNATURE" in err
+    assert "is signed for US: this is EU's log" in err
+
+
+def test_a_row_outside_the_chain_is_found(
+    capsys: pytest.CaptureFixture[str], config: Path, attacker: sqlite3.Connection
+) -> None:
+    """A row with seq 0 or below is not in the walk from seq 1, but `log list` would show it."""
+    columns = (
+        "logged_at, direction, message_id, partner, utility_block, message_type, binding, "
+        "envelope_sha256, receipt, outcome, code, prev_sha256, entry_sha256"
+    )
+    attacker.execute(
+        f"INSERT INTO message_log (seq, {columns}) SELECT -5, {columns} FROM message_log "
+        "WHERE seq = 3"
+    )
+    code, _, err = verify(capsys, config)
+    assert code == 1 and "DLV_LOG_TAMPERED" in err and "seq -5 was inserted outside" in err
+
+
+def test_an_archive_says_whose_log_and_which_range_and_holds_to_it(
+    capsys: pytest.CaptureFixture[str], config: Path, pki: Pki, tmp_path: Path
+) -> None:
+    archive = tmp_path / "eu-log.jsonl"
+    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
+    code, out, _ = run(
+        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
+    )
+    assert code == 0 and "(EU's log, logged 2000-01-01T00:00:00+00:00 .. " in out
+    # The exporter (its own key) claims a range that ends before its entries were logged.
+    lines = archive.read_bytes().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["to"] = "2001-01-01T00:00:00+00:00"
+    body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    body += b"".join(lines[1:-1])
+    statement = json.loads(base64.b64decode(json.loads(lines[-1])["payload"]))
+    statement["archive_sha256"] = hashlib.sha256(body).hexdigest()
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    jws = sign_detached(payload, pki.identity("EU"), ARCHIVE_TYP)
+    signed = {"type": "statement", "payload": base64.b64encode(payload).decode(), "jws": jws}
+    lying = tmp_path / "lying.jsonl"
+    lying.write_bytes(body + json.dumps(signed).encode() + b"\n")
+    code, _, err = run(
+        capsys, "log", "verify", "--archive", str(lying), "--trust-dir", str(pki.root)
+    )
+    assert code == 1 and "outside the range the archive claims" in err
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"[]\n", b"[" * 100_000 + b"]" * 100_000 + b"\n", b'{"type": "header", "format": 7}\n'],
+    ids=["a-list", "deeply-nested", "wrong-format"],
+)
+def test_an_archive_of_odd_json_is_refused_not_a_crash(
+    capsys: pytest.CaptureFixture[str], config: Path, pki: Pki, tmp_path: Path, header: bytes
+) -> None:
+    archive = tmp_path / "eu-log.jsonl"
+    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
+    lines = archive.read_bytes().splitlines(keepends=True)
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(header + b"".join(lines[1:]))
+    code, _, err = run(capsys, "log", "verify", "--archive", str(odd), "--trust-dir", str(pki.root))
+    assert code == 1 and err.startswith("error: DLV_LOG_TAMPERED") and "cannot be read" in err

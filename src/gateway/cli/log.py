@@ -95,11 +95,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"cannot read {args.archive}: {exc.strerror}", location=str(args.archive)
             ) from None
-        what = f"archive {args.archive}"
+        assert report.time_range is not None
+        what = (
+            f"archive {args.archive} ({report.administration}'s log, logged "
+            f"{report.time_range[0]} .. {report.time_range[1]})"
+        )
     else:
+        assert config is not None  # --config, since no --archive
         with _database(args.config) as database:
-            report = verify_log(SqliteMessageLog(database), check)
-        what = "message log"
+            report = verify_log(
+                SqliteMessageLog(database), check, administration=config.administration.value
+            )
+        what = f"{config.administration.value} message log"
     print(
         f"{what}: OK, {report.entries} entries, {report.checkpoints} checkpoint(s), "
         f"head seq {report.head_seq} sha256={report.head_sha256.hex()}"

@@ -43,7 +43,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -87,6 +87,9 @@ class VerifyReport:
     checkpoints: int
     head_seq: int
     head_sha256: bytes
+    # An archive's: whose log it is and the time range its exporter signed for.
+    administration: str = ""
+    time_range: tuple[str, str] | None = None
 
 
 def _tampered(message: str, seq: int | None) -> DeliveryError:
@@ -156,9 +159,20 @@ def _mischained(
     )
 
 
-def check_checkpoint(checkpoint: Checkpoint, signer_check: SignerCheck) -> None:
-    """The checkpoint's signature, its signer, and that its columns are what it signed."""
+def check_checkpoint(
+    checkpoint: Checkpoint, signer_check: SignerCheck, administration: str | None = None
+) -> None:
+    """The checkpoint's signature, its signer, that its columns are what it signed and, given
+    `administration`, that it is that administration's (a partner's key, trusted for the
+    partner, must not vouch for a rewritten copy of our log)."""
     where = f"message_log_checkpoint {checkpoint.id}"
+    if administration is not None and checkpoint.administration != administration:
+        raise DeliveryError(
+            f"checkpoint {checkpoint.id} (seq {checkpoint.head_seq}) is signed for "
+            f"{checkpoint.administration}: this is {administration}'s log",
+            code=DLV_LOG_SIGNATURE,
+            location=where,
+        )
     try:
         verified = verify_detached(checkpoint.jws, checkpoint.payload, CHECKPOINT_TYP)
         document = json.loads(checkpoint.payload)
@@ -196,6 +210,7 @@ def verify_chain(
     sequence_used: int = 0,
     check_counts: bool = True,
     rescan: Callable[[], Iterable[LogEntry]] | None = None,
+    administration: str | None = None,
 ) -> VerifyReport:
     """Raise DeliveryError at the first problem; the recomputed head if there is none.
 
@@ -250,7 +265,7 @@ def verify_chain(
     if sequence_used >= expected_seq:
         raise _removed(expected_seq, sequence_used, f"the log had reached seq {sequence_used}")
     for checkpoint in checkpoints:
-        check_checkpoint(checkpoint, signer_check)
+        check_checkpoint(checkpoint, signer_check, administration)
     if mismatch is not None:
         raise mismatch
     if index < len(wanted):
@@ -268,21 +283,34 @@ def _again(rows: Sequence[LogEntry]) -> Callable[[], Iterable[LogEntry]]:
 
 
 def verify_log(
-    log: SqliteMessageLog, signer_check: SignerCheck, *, page: int = DEFAULT_PAGE
+    log: SqliteMessageLog,
+    signer_check: SignerCheck,
+    *,
+    administration: str | None = None,
+    page: int = DEFAULT_PAGE,
 ) -> VerifyReport:
-    """Verify a store's whole log and its checkpoints, reading `page` rows at a time.
+    """Verify a store's whole log and its checkpoints, reading `page` rows at a time;
+    `administration`, whose log it is: every checkpoint must be signed for it.
 
     The checkpoints and the highest seq used are read first, so rows appended while the walk
     runs are at worst verified too, never taken for a removal or a checkpoint's missing rows."""
     checkpoints = log.checkpoints()
     sequence_used = log.sequence_used()
-    return verify_chain(
-        log.iter_chain(page=page),
-        checkpoints,
-        signer_check,
-        sequence_used=sequence_used,
-        rescan=lambda: log.iter_chain(page=page),
-    )
+    outside = log.database.reader().execute("SELECT min(seq) FROM message_log WHERE seq < 1")
+    below = outside.fetchone()[0]
+    if below is not None:
+        raise _tampered(f"a row with seq {below} was inserted outside the chain", int(below))
+    try:
+        return verify_chain(
+            log.iter_chain(page=page),
+            checkpoints,
+            signer_check,
+            sequence_used=sequence_used,
+            rescan=lambda: log.iter_chain(page=page),
+            administration=administration,
+        )
+    except (TypeError, ValueError, AttributeError) as exc:  # a column of another type
+        raise _tampered(f"a row cannot be read as a log entry ({exc})", None) from None
 
 
 # -- archives ------------------------------------------------------------------------------------
@@ -531,8 +559,8 @@ def verify_archive(source: bytes | BinaryIO, signer_check: SignerCheck) -> Verif
             raise ValueError("a line is neither an entry nor a checkpoint")
         first_seq = int(header["first_seq"])
         start_prev = bytes.fromhex(str(header["prev_sha256"]))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise _archive_error(f"cannot be read ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error) as exc:
+        raise _archive_error(f"cannot be read ({type(exc).__name__}: {exc})"[:300]) from None
     try:
         verified = verify_detached(jws, payload, ARCHIVE_TYP)
         if statement.get("typ") != "gnc-log-archive":
@@ -551,14 +579,31 @@ def verify_archive(source: bytes | BinaryIO, signer_check: SignerCheck) -> Verif
     if str(header.get("administration")) != str(statement["administration"]):
         raise _archive_error("the header names another administration than the statement")
     offset = start + len(first)
+    administration = str(statement["administration"])
+    try:
+        time_range = (str(header["from"]), str(header["to"]))
+        earliest, latest = _parse_time(time_range[0]), _parse_time(time_range[1])
+    except (KeyError, ValueError) as exc:
+        raise _archive_error(f"its header names no time range ({exc})") from None
+
+    def in_range(entries: Iterator[LogEntry]) -> Iterator[LogEntry]:
+        for entry in entries:
+            if entry.at is not None and not earliest <= entry.at < latest:
+                raise _archive_error(
+                    f"entry seq {entry.seq} was logged at {entry.at.isoformat()}, outside the "
+                    f"range the archive claims ({time_range[0]} .. {time_range[1]})"
+                )
+            yield entry
+
     report = verify_chain(
-        _archive_entries(source, offset, middle),
+        in_range(_archive_entries(source, offset, middle)),
         checkpoints,
         signer_check,
         first_seq=first_seq,
         start_prev=start_prev,
         check_counts=False,
         rescan=lambda: _archive_entries(source, offset, middle),
+        administration=administration,
     )
     if body.hexdigest() != statement.get("archive_sha256"):
         raise _archive_error("its bytes are not the ones the exporter signed")
@@ -568,7 +613,7 @@ def verify_archive(source: bytes | BinaryIO, signer_check: SignerCheck) -> Verif
         or statement.get("head_sha256") != report.head_sha256.hex()
     ):
         raise _archive_error("the signed statement does not match the entries")
-    return report
+    return replace(report, administration=administration, time_range=time_range)
 
 
 __all__ = [
