@@ -135,3 +135,22 @@ handling = "{handling}"
         load_config(config(str(bad)))
     assert caught.value.code == "HDL_UNKNOWN_CODE"
     assert "partners[0].handling" in caught.value.message
+
+
+def test_free_text_repeating_a_removed_person_is_refused_not_sent() -> None:
+    """HK's rules remove natural persons: the operator entry goes, and a description that
+    still names the person (any case) is refused, since the gateway does not edit free text."""
+    hk = load_handling_rules((HANDLING / "hk.toml").read_text(), "hk.toml")
+    record = sample("ipr-natural-person.xml")
+    person = next(op for op in record.indicators.operators if op.natural_person)
+    assert person.name == "Jan Jansen"
+    naming = replace(record, description=record.description + " Seen with JAN JANSEN at the quay.")
+    with pytest.raises(RiskError) as caught:
+        prepare_outbound(hk, naming, TODAY)
+    assert caught.value.code == "RISK_PERSONAL_DATA_FORBIDDEN"
+    assert "description repeats 'Jan Jansen'" in caught.value.message
+    assert "indicators.operators[1]" in caught.value.message
+    # The same record without the name in its text goes, the person removed.
+    assert prepare_outbound(hk, record, TODAY).removed == (
+        "indicators.operators[1] (natural person)",
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
@@ -256,19 +256,30 @@ def _refuse(rules: HandlingRules, key: str, code: str, message: str) -> RiskErro
 
 
 def _strip_operators(
-    rules: HandlingRules, operators: tuple[Operator, ...], where: str, removed: list[str]
+    rules: HandlingRules,
+    operators: tuple[Operator, ...],
+    where: str,
+    removed: list[str],
+    withheld: list[tuple[str, str]],
 ) -> tuple[Operator, ...]:
+    """The operators the partner may see; what was taken out goes to `removed` (where) and
+    `withheld` (where, the value), so free text repeating a value can be refused."""
     kept: list[Operator] = []
     for index, operator in enumerate(operators):
         if operator.natural_person and rules.personal_data is PersonalData.REMOVE:
             removed.append(f"{where}[{index}] (natural person)")
+            withheld.extend(
+                (f"{where}[{index}]", value) for value in (operator.name, operator.identifier)
+            )
             continue
         identifier, name = operator.identifier, operator.name
         if identifier and RemovableField.OPERATOR_IDENTIFIERS in rules.remove:
             removed.append(f"{where}[{index}].identifier")
+            withheld.append((f"{where}[{index}].identifier", identifier))
             identifier = ""
         if name and RemovableField.OPERATOR_NAMES in rules.remove:
             removed.append(f"{where}[{index}].name")
+            withheld.append((f"{where}[{index}].name", name))
             name = ""
         if not identifier and not name:
             removed.append(f"{where}[{index}] (nothing left to identify it)")
@@ -312,10 +323,13 @@ def prepare_outbound(rules: HandlingRules, record: UB3Record, today: date) -> Ou
             f"{where}{naturals} name natural persons and the agreement forbids personal data",
         )  # fmt: skip
     removed: list[str] = []
+    withheld: list[tuple[str, str]] = []
     out: UB3Record = record
     if isinstance(record, RiskInformation):
         indicators = record.indicators
-        operators = _strip_operators(rules, indicators.operators, "indicators.operators", removed)
+        operators = _strip_operators(
+            rules, indicators.operators, "indicators.operators", removed, withheld
+        )
         containers = indicators.container_ids
         if containers and RemovableField.CONTAINER_IDS in rules.remove:
             removed.append("indicators.container_ids")
@@ -329,7 +343,8 @@ def prepare_outbound(rules: HandlingRules, record: UB3Record, today: date) -> Ou
         out = replace(record, indicators=_same_or(indicators, new_indicators))
     elif isinstance(record, IprDetention):
         out = replace(
-            record, operators=_strip_operators(rules, record.operators, "operators", removed)
+            record,
+            operators=_strip_operators(rules, record.operators, "operators", removed, withheld),
         )
     elif isinstance(record, Feedback):
         if record.remarks and RemovableField.FEEDBACK_REMARKS in rules.remove:
@@ -337,7 +352,37 @@ def prepare_outbound(rules: HandlingRules, record: UB3Record, today: date) -> Ou
             out = replace(record, remarks="")
     elif isinstance(record, IprStatistics):
         pass
+    _refuse_withheld_in_text(rules, out, withheld)
     return Outbound(out, tuple(removed))
+
+
+def _free_texts(record: UB3Record) -> Iterator[tuple[str, str]]:
+    """(where, text) of the record's free-text fields."""
+    if isinstance(record, RiskInformation):
+        yield "description", record.description
+    elif isinstance(record, IprDetention):
+        for index, item in enumerate(record.goods):
+            yield f"goods[{index}].description", item.description
+    elif isinstance(record, Feedback):
+        yield "remarks", record.remarks
+
+
+def _refuse_withheld_in_text(
+    rules: HandlingRules, record: UB3Record, withheld: list[tuple[str, str]]
+) -> None:
+    """A value the rules removed from the operators must not go out in free text either. The
+    gateway does not edit free text (it cannot know what else a sentence says): it refuses."""
+    for where, value in withheld:
+        needle = value.strip().casefold()
+        if len(needle) < 3:
+            continue  # too short to tell a name from a word
+        for text_where, text in _free_texts(record):
+            if needle in text.casefold():
+                raise _refuse(
+                    rules, "remove", RISK_PERSONAL_DATA_FORBIDDEN,
+                    f"{text_where} repeats {value!r}, which the rules remove ({where}): take it "
+                    "out of the text and send again (the gateway does not edit free text)",
+                )  # fmt: skip
 
 
 def _same_or(old: Indicators, new: Indicators) -> Indicators:
