@@ -355,3 +355,23 @@ def test_retention_purge_erases_the_record_and_the_inbox_copy(
     assert inbox.envelope_for(message_id) == b""
     assert inbox.receipt_for(message_id) == receipt
     assert cn.service.store.access_log()[-1].action == "purge"
+
+
+def test_a_superseded_record_leaves_no_envelope_bytes_behind(
+    gateways: dict[Administration, Gateway],
+) -> None:
+    """A new version of a record (same originator and reference) replaces the row; the old
+    version's envelope bytes go at once (a purge follows the row, so they would stay for
+    ever), its digests and signed receipt stay as proof."""
+    eu, cn = gateways[EU], gateways[CN]
+    original = form("ipr-shoes.xml")
+    first = send_and_deliver(eu, CN, original)
+    edited = original.replace(b"</RiskDescription>", b" Second version.</RiskDescription>", 1)
+    assert edited != original
+    second = send_and_deliver(eu, CN, edited)
+    inbox = cn.node.inbox
+    assert inbox.envelope_for(first) == b"" and inbox.receipt_for(first)
+    assert inbox.envelope_for(second)
+    [held] = [r for r in cn.service.store.received() if r.message_id == second]
+    assert not [r for r in cn.service.store.received() if r.message_id == first]
+    assert held.retain_until is not None

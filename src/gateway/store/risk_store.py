@@ -204,6 +204,16 @@ class RiskStore:
         valid_until = (
             record.valid_until.isoformat() if isinstance(record, RiskInformation) else None
         )
+        superseded = conn.execute(
+            "SELECT message_id FROM risk_received WHERE originator = ? AND kind = ? AND "
+            "reference = ?",
+            (record.originator.value, record.kind.value, record.reference),
+        ).fetchone()
+        if superseded is not None and str(superseded[0]) != message_id:
+            # The new version replaces the row; the old version's envelope bytes would
+            # otherwise outlive every retention purge (which follows the row). Its digests
+            # and signed receipt stay in the inbox.
+            erase_envelope(conn, str(superseded[0]))
         conn.execute(
             "INSERT INTO risk_received (originator, kind, reference, sender, "
             "message_id, label, area, valid_until, received_at, retain_until, payload) "
