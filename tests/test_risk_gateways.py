@@ -375,3 +375,26 @@ def test_a_superseded_record_leaves_no_envelope_bytes_behind(
     [held] = [r for r in cn.service.store.received() if r.message_id == second]
     assert not [r for r in cn.service.store.received() if r.message_id == first]
     assert held.retain_until is not None
+
+
+def test_feedback_received_is_purged_after_the_senders_retention(
+    gateways: dict[Administration, Gateway],
+) -> None:
+    """Feedback remarks may name people: what HK sends is kept no longer than its retention,
+    like its records (digests and the signed receipt stay in the inbox)."""
+    eu, hk = gateways[EU], gateways[HK]
+    send_and_deliver(eu, HK, form("ipr-shoes.xml"))
+    result = hk.service.send_feedback(
+        "RIF-2025-IPR-0001", form("feedback-seizure.xml"), actor="hk-officer"
+    )
+    hk.deliver(EU)
+    inbox = eu.node.inbox
+    assert inbox.envelope_for(result.message_id)
+    now = datetime.now(UTC)
+    assert eu.service.store.purge_expired(now, "retention") == 0  # within HK's retention
+    assert [fb for _, p, fb in eu.service.store.feedback("received") if p is HK]
+    later = now + timedelta(days=10 * 366)  # past any retention the rules give
+    assert eu.service.store.purge_expired(later, "retention") >= 1
+    assert not [fb for _, p, fb in eu.service.store.feedback("received") if p is HK]
+    assert inbox.envelope_for(result.message_id) == b""
+    assert inbox.receipt_for(result.message_id)

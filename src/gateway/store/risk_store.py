@@ -165,14 +165,15 @@ class RiskStore:
         partner: Administration,
         feedback: Feedback,
         at: datetime,
+        retain_until: datetime | None = None,
     ) -> None:
         conn.execute(
             "INSERT INTO risk_feedback (message_id, direction, partner, originator, reference, "
-            "outcome, label, at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "outcome, label, at, payload, retain_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_id, direction, partner.value, feedback.originator.value,
                 feedback.reference, feedback.outcome.value, feedback.label.value, _ts(at),
-                _payload(feedback),
+                _payload(feedback), _ts(retain_until) if retain_until else None,
             ),
         )  # fmt: skip
 
@@ -199,7 +200,7 @@ class RiskStore:
     ) -> None:
         """A partner's record (a feedback is filed as feedback received), with its label."""
         if isinstance(record, Feedback):
-            RiskStore._feedback(conn, "received", message_id, sender, record, at)
+            RiskStore._feedback(conn, "received", message_id, sender, record, at, retain_until)
             return
         valid_until = (
             record.valid_until.isoformat() if isinstance(record, RiskInformation) else None
@@ -288,7 +289,26 @@ class RiskStore:
                 "DELETE FROM risk_received WHERE retain_until IS NOT NULL AND retain_until < ?",
                 (_ts(now),),
             )
-            return len(records)
+            feedback = conn.execute(
+                "SELECT payload, message_id FROM risk_feedback WHERE direction = 'received' "
+                "AND retain_until IS NOT NULL AND retain_until < ?",
+                (_ts(now),),
+            ).fetchall()
+            self.log_access(
+                conn,
+                actor,
+                "purge",
+                [_record(RiskKind.FEEDBACK.value, bytes(p)) for p, _ in feedback],
+                now,
+            )
+            for _, message_id in feedback:
+                erase_envelope(conn, str(message_id))
+            conn.execute(
+                "DELETE FROM risk_feedback WHERE direction = 'received' "
+                "AND retain_until IS NOT NULL AND retain_until < ?",
+                (_ts(now),),
+            )
+            return len(records) + len(feedback)
 
         return self.database.write(unit)
 

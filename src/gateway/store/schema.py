@@ -274,6 +274,7 @@ risk_feedback = Table(
     _text("label"),
     _text("at"),
     _bytes("payload"),
+    _text("retain_until", nullable=True),  # revision 0005; NULL: kept
     CheckConstraint("direction IN ('sent', 'received')", name="risk_feedback_direction"),
 )
 Index(
