@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from crl_partitions import partition_crl
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import testpki
@@ -294,23 +294,10 @@ def test_a_crl_of_one_distribution_point_stops_the_start(conf_dir: Path) -> None
     key = serialization.load_pem_private_key(pki.key_path("CN", "ca").read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     now = datetime.now(UTC)
-    point = x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier("http://crl.cn.example/part-1.crl")],
-        relative_name=None,
-        only_contains_user_certs=False,
-        only_contains_ca_certs=False,
-        only_some_reasons=None,
-        indirect_crl=False,
-        only_contains_attribute_certs=False,
-    )
-    partition = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(pki.ca("CN").subject)
-        .last_update(now - timedelta(hours=1))
-        .next_update(now + timedelta(days=7))
-        .add_extension(point, critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    partition = partition_crl(
+        pki.ca("CN"), key, "http://crl.cn.example/part-1.crl", (),
+        now - timedelta(hours=1), now + timedelta(days=7),
+    )  # fmt: skip
     (conf_dir / "pki" / "CN" / "part-1.crl.pem").write_bytes(
         partition.public_bytes(serialization.Encoding.PEM)
     )

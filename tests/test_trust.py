@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from crl_partitions import partition_crl
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -526,28 +527,8 @@ def test_trust_from_pki_files_trusts_administrations_not_foreign(pki: Pki) -> No
 def _partition(
     issuer: x509.Certificate, key: Key, uri: str, revoked: Sequence[int], age: int
 ) -> x509.CertificateRevocationList:
-    """A CRL for one distribution point of `issuer` (IssuingDistributionPoint full name)."""
-    point = x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(uri)],
-        relative_name=None,
-        only_contains_user_certs=False,
-        only_contains_ca_certs=False,
-        only_some_reasons=None,
-        indirect_crl=False,
-        only_contains_attribute_certs=False,
-    )
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.subject)
-        .last_update(NOW - dt.timedelta(hours=age))
-        .next_update(NOW + dt.timedelta(days=30))
-        .add_extension(point, critical=True)
-    )
-    for serial in revoked:
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW).build()
-        )
-    return builder.sign(key, hashes.SHA256())
+    last = NOW - dt.timedelta(hours=age)
+    return partition_crl(issuer, key, uri, revoked, last, NOW + dt.timedelta(days=30))
 
 
 def test_a_crl_of_one_distribution_point_is_refused_not_taken_as_complete(pki: Pki) -> None:

@@ -1,10 +1,12 @@
 """What one partner may hold of a listener at once, so that no partner can starve the others.
 
 A gRPC Stream holds a thread of the server's pool for its whole life, and the batches it has
-read but not yet answered hold memory. Without bounds, one partner (or one client leaking
+read but not yet answered hold memory; an XML connection holds a slot from accept, before
+its handshake says who it is. Without bounds, one partner (or one client leaking
 streams) could take every thread, health checks included, or push the process out of memory
 with batches each within the limits. `StreamSlots` bounds the streams open per TLS peer and in
-all (leaving threads for unary calls, health checks and inquiries); `ByteBudget` bounds the
+all (leaving threads for unary calls, health checks and inquiries), and the XML listener's
+connections per client address and in all (`Slots`); `ByteBudget` bounds the
 envelope bytes read from all streams and not yet answered (a stream's reader waits for room,
 which is back-pressure on its sender, not a refusal).
 """
@@ -12,43 +14,45 @@ which is back-pressure on its sender, not a refusal).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
-from gateway.model.codes import Administration
+K = TypeVar("K", bound=Hashable)
 
 
-class StreamSlots:
-    """Open streams, per TLS peer and in all."""
+class Slots(Generic[K]):
+    """Things open at once (streams, connections), per holder and in all."""
 
-    def __init__(self, *, per_peer: int, total: int) -> None:
-        if per_peer < 1 or total < 1:
-            raise ValueError("stream limits must be positive")
-        self.per_peer = per_peer
+    def __init__(self, *, per_holder: int, total: int, noun: str, holder: str) -> None:
+        if per_holder < 1 or total < 1:
+            raise ValueError(f"{noun} limits must be positive")
+        self.per_holder = per_holder
         self.total = total
+        self._noun = noun  # "streams"
+        self._holder = holder  # "partner"
         self._lock = threading.Lock()
-        self._open: dict[Administration | None, int] = {}
+        self._open: dict[K, int] = {}
 
-    def take(self, peer: Administration | None) -> str:
-        """Count a new stream of `peer`; why it is refused ("" when it is not)."""
+    def take(self, key: K, label: str) -> str:
+        """Count one more for `key` (named `label` in a refusal); why it is refused, or ""."""
         with self._lock:
-            held = self._open.get(peer, 0)
+            held = self._open.get(key, 0)
             if sum(self._open.values()) >= self.total:
-                return f"{self.total} streams are open, the most this gateway serves at once"
-            if held >= self.per_peer:
-                who = peer.value if peer is not None else "this client"
-                return f"{who} has {held} streams open, the most one partner may hold"
-            self._open[peer] = held + 1
+                return f"{self.total} {self._noun} are open, the most this gateway serves at once"
+            if held >= self.per_holder:
+                return f"{label} has {held} {self._noun} open, the most one {self._holder} may hold"
+            self._open[key] = held + 1
             return ""
 
-    def give(self, peer: Administration | None) -> None:
+    def give(self, key: K) -> None:
         with self._lock:
-            left = self._open.get(peer, 0) - 1
+            left = self._open.get(key, 0) - 1
             if left > 0:
-                self._open[peer] = left
+                self._open[key] = left
             else:
-                self._open.pop(peer, None)
+                self._open.pop(key, None)
 
-    def open_streams(self) -> int:
+    def open_count(self) -> int:
         with self._lock:
             return sum(self._open.values())
 

@@ -64,7 +64,7 @@ from gateway.errors import (
 )
 from gateway.model.codes import Administration
 from gateway.node import CheckedBatch, GatewayNode, merge_checked
-from gateway.transport.admission import ByteBudget, StreamSlots
+from gateway.transport.admission import ByteBudget, Slots
 from gateway.transport.tls import TlsIdentity, is_loopback, server_credentials, split_host_port
 
 log = logging.getLogger("gateway.transport.grpc")
@@ -556,9 +556,11 @@ class GrpcGatewayServer:
         self._stream_limits = _StreamLimits(max_stream_batch, batch_bytes)
         # Threads kept from streams for unary calls, health checks and inquiries.
         reserved = max(2, max_workers // 4)
-        self._streams = StreamSlots(
-            per_peer=max_streams_per_peer,
+        self._streams: Slots[Administration | None] = Slots(
+            per_holder=max_streams_per_peer,
             total=max_streams if max_streams is not None else max(1, max_workers - reserved),
+            noun="streams",
+            holder="partner",
         )
         self._stream_budget = ByteBudget(stream_bytes_in_flight)
         self._stream_idle_seconds = stream_idle_seconds
@@ -681,7 +683,7 @@ class GrpcGatewayServer:
     def _stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         peer = self._tls_peer(context)
         assert self._intake is not None
-        refusal = self._streams.take(peer)
+        refusal = self._streams.take(peer, peer.value if peer is not None else "this client")
         if refusal:
             log.warning("stream refused: %s", refusal)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{TRN_BUSY}: {refusal}")
@@ -701,7 +703,7 @@ class GrpcGatewayServer:
     @property
     def open_streams(self) -> int:
         """Stream calls open now (operations, tests)."""
-        return self._streams.open_streams()
+        return self._streams.open_count()
 
     @property
     def stream_bytes_held(self) -> int:

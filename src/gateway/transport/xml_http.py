@@ -65,6 +65,7 @@ from gateway.errors import (
 from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.node import GatewayNode, VerifiedReceipt, verify_partner_receipt
+from gateway.transport.admission import Slots
 from gateway.transport.tls import ClientTls, TlsIdentity, check_certificates_pem
 from gateway.trust.store import TrustStore
 
@@ -220,7 +221,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, cast(Any, _Handler))
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        refusal = self.owner._take_slot(client_address[0])
+        refusal = self.owner._slots.take(client_address[0], client_address[0])
         if refusal:
             log.warning("XML listener: %s, refusing %s", refusal, client_address)
             self.shutdown_request(request)
@@ -228,14 +229,14 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.owner._give_slot(client_address[0])
+            self.owner._slots.give(client_address[0])
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.owner._give_slot(client_address[0])
+            self.owner._slots.give(client_address[0])
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         owner = self.owner
@@ -532,9 +533,12 @@ class XmlHttpServer:
         self.linger_seconds = min(2.0, read_timeout)
         ca = client_ca_pem if client_ca_pem is not None else node.trust.anchors_pem()
         self._ssl = server_ssl_context(identity, ca)
-        self._max_connections = max_connections
-        self._max_per_address = max_connections_per_address
-        self._open_by_address: dict[str, int] = {}
+        self._slots: Slots[str] = Slots(
+            per_holder=max_connections_per_address,
+            total=max_connections,
+            noun="connections",
+            holder="client address",
+        )
         self._lock = threading.Lock()
         self._connections: dict[int, _Connection] = {}
         self._next_token = 0
@@ -609,25 +613,6 @@ class XmlHttpServer:
         self.stop()
 
     # -- connection book-keeping (called from handler threads) ----------------------------------
-    def _take_slot(self, address: str) -> str:
-        """Count a new connection from `address`; why it is refused ("" when it is not)."""
-        with self._lock:
-            held = self._open_by_address.get(address, 0)
-            if sum(self._open_by_address.values()) >= self._max_connections:
-                return f"connection limit ({self._max_connections}) reached"
-            if held >= self._max_per_address:
-                return f"{held} connections open from {address} (limit per address)"
-            self._open_by_address[address] = held + 1
-            return ""
-
-    def _give_slot(self, address: str) -> None:
-        with self._lock:
-            left = self._open_by_address.get(address, 0) - 1
-            if left > 0:
-                self._open_by_address[address] = left
-            else:
-                self._open_by_address.pop(address, None)
-
     def _track(self, sock: socket.socket) -> int:
         with self._lock:
             self._next_token += 1
