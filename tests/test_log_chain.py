@@ -20,6 +20,7 @@ from gateway.envelope.jws import sign_detached
 from gateway.envelope.opened import Binding, new_header
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import GatewayNode, seal_envelope
+from gateway.store import log_chain
 from gateway.store.inbox import SqliteInbox
 from gateway.store.log_chain import ARCHIVE_TYP, export_archive
 from gateway.store.message_log import (
@@ -493,3 +494,52 @@ def test_an_archive_of_odd_json_is_refused_not_a_crash(
     odd.write_bytes(header + b"".join(lines[1:]))
     code, _, err = run(capsys, "log", "verify", "--archive", str(odd), "--trust-dir", str(pki.root))
     assert code == 1 and err.startswith("error: DLV_LOG_TAMPERED") and "cannot be read" in err
+
+
+def test_an_archive_line_too_long_is_refused_before_it_is_read_whole(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    pki: Pki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    archive = tmp_path / "eu-log.jsonl"
+    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
+    lines = archive.read_bytes().splitlines(keepends=True)
+    monkeypatch.setattr(log_chain, "MAX_ARCHIVE_LINE", 64 * 1024)
+    huge = tmp_path / "huge.jsonl"
+    huge.write_bytes(lines[0] + b'{"pad": "' + b"x" * 100_000 + b'"}\n' + b"".join(lines[1:]))
+    code, _, err = run(
+        capsys, "log", "verify", "--archive", str(huge), "--trust-dir", str(pki.root)
+    )
+    assert code == 1 and "a line is longer than 65536 bytes" in err
+    code, _, err = run(
+        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
+    )
+    assert code == 0, err  # the genuine archive's lines are far below the limit
+
+
+def test_an_archive_of_bytes_not_signed_spends_no_checkpoint_verification(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    pki: Pki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forged checkpoint lines (a bad JWS) in bytes the exporter did not sign: refused for its
+    digest, without one signature check per checkpoint (many would cost seconds each 10,000)."""
+    archive = tmp_path / "eu-log.jsonl"
+    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
+    lines = archive.read_bytes().splitlines(keepends=True)
+    forged = [json.loads(line) for line in lines]
+    checkpoints = [d for d in forged if d.get("type") == "checkpoint"]
+    assert checkpoints
+    for document in checkpoints:
+        document["jws"] = document["jws"][:-8] + "AAAAAAAA"
+    odd = tmp_path / "forged.jsonl"
+    odd.write_bytes(b"".join(json.dumps(d).encode() + b"\n" for d in forged[:-1]) + lines[-1])
+    checked: list[object] = []
+    monkeypatch.setattr(log_chain, "check_checkpoint", lambda *a: checked.append(a))
+    code, _, err = run(capsys, "log", "verify", "--archive", str(odd), "--trust-dir", str(pki.root))
+    assert code == 1 and "not the ones the exporter signed" in err
+    assert checked == []
