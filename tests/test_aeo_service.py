@@ -281,6 +281,32 @@ def test_a_full_list_whose_summary_mismatches_is_refused_and_the_previous_list_k
     assert _send(eu, us, part1) == (False, AEO_FULL_LIST_SEQUENCE)
 
 
+def test_a_full_list_older_than_the_one_held_is_refused_and_rolls_nothing_back(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    """The list as of 2 February is held; one as of 1 February (in parts, or in one message)
+    arriving later would put records back to older versions: refused, the newer list kept."""
+    eu, us = pair
+    records = _granted_for_us(eu, 6)
+    newer = FullList.build(EU, date(2026, 2, 2), records[:5])
+    assert _send(eu, us, newer) == (True, "")
+    held = us.store.summary(EU)
+
+    older = FullList.build(EU, date(2026, 2, 1), records[:2])
+    assert _send(eu, us, older) == (False, AEO_FULL_LIST_SEQUENCE)
+    assert us.store.summary(EU) == held
+
+    sync_id = "5f0e1c7a-9d34-4b5e-8a61-0c2f9e7d4b11"
+    assert _send(eu, us, FullListPart(EU, sync_id, date(2026, 2, 1), 1, tuple(records[:2])))[0]
+    end = FullListEnd(EU, sync_id, date(2026, 2, 1), 1, summarise(records[:2]))
+    assert _send(eu, us, end) == (False, AEO_FULL_LIST_SEQUENCE)
+    assert us.store.summary(EU) == held
+
+    same_day = FullList.build(EU, date(2026, 2, 2), records[:6])  # a resend of that day: fine
+    assert _send(eu, us, same_day) == (True, "")
+    assert us.store.summary(EU) == summarise(records[:6])
+
+
 def test_full_list_over_xml(module_pki: testpki.TestPki, tmp_path: Path) -> None:
     eu, us = eu_and_us(tmp_path, module_pki, binding="xml", part_size=25)
     try:

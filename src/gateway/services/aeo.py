@@ -744,8 +744,10 @@ class Ub1InboundHandler:
             _check_owner(payload.list_owner, sender, payload.records)
             records = payload.records
 
+            as_of = payload.as_of
+
             def replace(conn: sqlite3.Connection) -> None:
-                store.replace(conn, sender, records, source)
+                store.replace(conn, sender, records, source, as_of)
 
             return replace
         if isinstance(payload, FullListPart):

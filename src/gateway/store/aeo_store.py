@@ -59,6 +59,23 @@ from gateway.store.database import (
     savepoint,
 )
 
+
+def _refuse_older_list(conn: Connection, owner: Administration, as_of: date, where: str) -> None:
+    """A full list older than the last one completed would roll records back to older
+    versions: refused (the sender's order normally prevents it; a receiver must not rely on
+    that)."""
+    latest = conn.execute(
+        "SELECT max(as_of) FROM aeo_sync_done WHERE owner = ?", (owner.value,)
+    ).fetchone()[0]
+    if latest is not None and as_of.isoformat() < str(latest):
+        raise AeoError(
+            f"{where} is as of {as_of.isoformat()}, older than the list held (as of {latest}): "
+            "a full list may not roll the list back",
+            code=AEO_FULL_LIST_SEQUENCE,
+            location="as_of",
+        )
+
+
 __all__ = [
     "AeoStore",
     "HistoryEntry",
@@ -285,9 +302,19 @@ class AeoStore:
         owner: Administration,
         records: Iterable[AeoRecord],
         source: str,
+        as_of: date | None = None,
     ) -> int:
         """Make a held list exactly these records (a full list that was checked); return the
-        count. Authorisations that leave the list get a removal marker at their held version."""
+        count. Authorisations that leave the list get a removal marker at their held version.
+        With `as_of` (a received full list) a list older than the one held is refused, and
+        this one is remembered as held."""
+        if as_of is not None:
+            _refuse_older_list(conn, owner, as_of, f"{owner.value} full list")
+            conn.execute(
+                "INSERT INTO aeo_sync_done (owner, sync_id, as_of, records, completed_at) "
+                "VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+                (owner.value, f"single list as of {as_of.isoformat()}", as_of.isoformat(), _now()),
+            )
         held = {
             number: (int(version), effective)
             for number, version, effective in conn.execute(
@@ -497,6 +524,7 @@ class AeoStore:
                 code=AEO_SUMMARY_MISMATCH,
                 location="summary",
             )
+        _refuse_older_list(conn, owner, as_of, where)
         count = self._replace_from_staging(conn, owner, sync_id, source)
         # The list is replaced: drop this sync's staging and any abandoned earlier one.
         conn.execute("DELETE FROM aeo_staging_part WHERE owner = ?", (owner.value,))
