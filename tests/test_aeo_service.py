@@ -19,6 +19,7 @@ from aeo_gateways import EU, US, Gateway, eu_and_us, mapping_spec, running_eu_an
 from gateway import testpki
 from gateway.envelope.opened import Binding, new_header
 from gateway.errors import (
+    AEO_DATE_IN_FUTURE,
     AEO_FULL_LIST_SEQUENCE,
     AEO_IMPORT_REJECTED,
     AEO_NO_AGREEMENT,
@@ -28,7 +29,7 @@ from gateway.errors import (
     AEO_UNKNOWN_AUTHORISATION,
     AeoError,
 )
-from gateway.model.aeo import AeoRecord, AeoStatus, AeoType
+from gateway.model.aeo import AeoRecord, AeoRejected, AeoStatus, AeoType
 from gateway.model.aeo_list import AeoChange, summarise
 from gateway.model.codes import Administration, UtilityBlock
 from gateway.node import open_receipt, seal_envelope
@@ -474,3 +475,30 @@ def test_an_import_committed_during_a_pipelined_sync_is_not_overwritten_by_it(
     (held,) = us.store.find(EU, suspended[0].authorisation_number)
     assert held.status is AeoStatus.SUSPENDED and held.version == suspended[0].version
     _summaries_agree(eu, us)
+
+
+def test_an_export_dated_after_today_is_refused_whole_naming_each_record(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    """A year typo (2099) would otherwise make the trader an AEO 'since 2099' at once, and
+    lock every later change of that authorisation behind the wrong date."""
+    eu, _ = pair
+    records = list(generate_records(5, 7))
+    typo = replace(
+        records[1], authorised_since=date(2099, 6, 1), status_effective=date(2099, 6, 1)
+    )
+    later = replace(records[3], status_effective=date(2099, 1, 1))
+    data = write_eos_xml(
+        [records[0], typo, records[2], later, records[4]], ExportKind.FULL, mapping_spec()
+    )
+    before = eu.store.count(EU)
+    with pytest.raises(AeoRejected) as caught:
+        eu.service.import_export(data, source="eos.xml")
+    assert caught.value.code == AEO_IMPORT_REJECTED
+    assert [(p.field, p.code) for p in caught.value.problems] == [
+        ("authorised_since", AEO_DATE_IN_FUTURE),
+        ("status_effective", AEO_DATE_IN_FUTURE),
+        ("status_effective", AEO_DATE_IN_FUTURE),
+    ]
+    assert "2099-06-01 is after today" in caught.value.problems[0].message
+    assert eu.store.count(EU) == before  # nothing of the file was taken

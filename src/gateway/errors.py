@@ -267,6 +267,12 @@ AEO_IMPORT_REJECTED = _code(
     "AEO_IMPORT_REJECTED",
     "An EU AEO export has bad records; the whole file is refused and every bad record is listed.",
 )
+AEO_DATE_IN_FUTURE = _code(
+    "AEO_DATE_IN_FUTURE",
+    "An AEO date (authorised since, status effective) is after today: a record is imported when "
+    "it takes effect (a mistyped year would otherwise answer queries wrongly and lock the "
+    "authorisation's later changes).",
+)
 AEO_MAPPING_SPEC_INVALID = _code(
     "AEO_MAPPING_SPEC_INVALID", "A mapping spec in adapters/mappings is malformed."
 )

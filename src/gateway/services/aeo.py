@@ -52,6 +52,8 @@ from gateway.envelope.keys import SigningIdentity
 from gateway.envelope.opened import Binding, new_header
 from gateway.errors import (
     AEO_ANSWER_MISMATCH,
+    AEO_DATE_IN_FUTURE,
+    AEO_IMPORT_REJECTED,
     AEO_NO_AGREEMENT,
     AEO_PAYLOAD_MALFORMED,
     AEO_QUERY_REFUSED,
@@ -236,6 +238,31 @@ class _Overtaken(Exception):
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def _refuse_future_dates(
+    records: Sequence[AeoRecord], locations: Sequence[str], today: date, source: str
+) -> None:
+    """An export is taken whole or not at all: every record dated after today is listed."""
+    problems = [
+        Problem(
+            locations[index] if index < len(locations) else f"record {index}",
+            name,
+            AEO_DATE_IN_FUTURE,
+            f"{name} {value.isoformat()} is after today ({today.isoformat()}): import the "
+            "record when it takes effect",
+        )
+        for index, record in enumerate(records)
+        for name, value in (
+            ("authorised_since", record.authorised_since),
+            ("status_effective", record.status_effective),
+        )
+        if value > today
+    ]
+    if problems:
+        raise AeoRejected(
+            f"EOS export {source} refused", problems, code=AEO_IMPORT_REJECTED, location=source
+        )
+
+
 def _seal(
     identity: SigningIdentity,
     binding: Binding,
@@ -327,6 +354,7 @@ class AeoService:
     ) -> ImportResult:
         """Apply an EOS export to the own list and queue each partner's deltas, atomically."""
         export = parse_eos_export(data, self.spec, csv_kind=csv_kind, source=source)
+        _refuse_future_dates(export.records, export.locations, self.clock().date(), source)
         return self.store.database.write(
             lambda conn: self._import_unit(conn, export.kind, export.records, export.locations,
                                            source)
