@@ -484,9 +484,7 @@ def test_an_export_dated_after_today_is_refused_whole_naming_each_record(
     lock every later change of that authorisation behind the wrong date."""
     eu, _ = pair
     records = list(generate_records(5, 7))
-    typo = replace(
-        records[1], authorised_since=date(2099, 6, 1), status_effective=date(2099, 6, 1)
-    )
+    typo = replace(records[1], authorised_since=date(2099, 6, 1), status_effective=date(2099, 6, 1))
     later = replace(records[3], status_effective=date(2099, 1, 1))
     data = write_eos_xml(
         [records[0], typo, records[2], later, records[4]], ExportKind.FULL, mapping_spec()

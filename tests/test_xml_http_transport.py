@@ -3,10 +3,12 @@ certificates, a real SQLite inbox; every receipt is checked the way the sending 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from gateway.transport.xml_http import (
     _problem_fields,
     check_receipt,
     client_ssl_context,
+    server_ssl_context,
 )
 from gateway.trust.store import PartnerTrust, TrustStore
 
@@ -454,3 +457,50 @@ def test_stop_closes_idle_keep_alive_connections_at_once(
     finally:
         client.close()
         node.inbox.close()
+
+
+def test_a_partner_trickling_its_answer_is_cut_at_the_client_timeout(
+    pki: Pki, trust: TrustStore
+) -> None:
+    """Each byte arrives well within a socket timeout; the whole answer does not arrive within
+    the client's timeout: the exchange ends there (a transient error, retried by delivery)."""
+    context = server_ssl_context(
+        TlsIdentity.from_files(pki.key_path("US", "tls"), pki.path("US", "tls")),
+        trust.anchors_pem(),
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)  # the request (small enough for one read)
+            answer = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 100\r\n\r\n"
+            )
+            for byte in answer:
+                if stop.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    tls.sendall(bytes([byte]))
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    host, port = listener.getsockname()
+    _, raw = xml_envelope(pki)
+    started = time.monotonic()
+    try:
+        with (
+            XmlPartnerClient(
+                f"https://{host}:{port}{ENVELOPES_PATH}", tls=client_tls(pki), timeout=1.0
+            ) as client,
+            pytest.raises(TransportError) as caught,
+        ):
+            client.submit(raw)
+        assert time.monotonic() - started < 5
+        assert caught.value.code == "TRN_UNAVAILABLE"
+        assert "no complete answer" in caught.value.message and "within 1 s" in caught.value.message
+    finally:
+        stop.set()
+        listener.close()
+        server.join(5)

@@ -752,6 +752,29 @@ class _HttpsConnection(http.client.HTTPSConnection):
             raise
 
 
+class _Deadline:
+    """Cuts a connection whose exchange is not over within `seconds` in all. A socket timeout
+    bounds each read only, so a partner trickling its answer a byte at a time could otherwise
+    hold the delivery worker, and every partner behind it, for as long as it likes."""
+
+    def __init__(self, conn: http.client.HTTPSConnection, seconds: float) -> None:
+        self.expired = False
+        self._conn = conn
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self) -> None:
+        self.expired = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 class XmlPartnerClient:
     """Sends XML envelopes to one partner's HTTPS endpoint over mutual TLS; thread-safe.
 
@@ -791,6 +814,7 @@ class XmlPartnerClient:
             for attempt in (1, 2):
                 fresh = self._conn is None
                 conn = self._connection()
+                deadline = _Deadline(conn, self._timeout)
                 try:
                     conn.request(
                         "POST",
@@ -802,11 +826,15 @@ class XmlPartnerClient:
                     return self._answer(response)
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                     self.close()
+                    if deadline.expired:
+                        raise self._too_slow() from None
                     if fresh or attempt == 2:
                         raise self._unavailable(e) from None
                 except (OSError, http.client.HTTPException) as e:
                     self.close()
-                    raise self._unavailable(e) from None
+                    raise (self._too_slow() if deadline.expired else self._unavailable(e)) from None
+                finally:
+                    deadline.cancel()
         raise AssertionError("unreachable")
 
     def deliver(
@@ -870,6 +898,9 @@ class XmlPartnerClient:
 
     def _unavailable(self, error: BaseException) -> TransportError:
         return TransportError(f"cannot exchange with {self.url}: {error}")
+
+    def _too_slow(self) -> TransportError:
+        return TransportError(f"no complete answer from {self.url} within {self._timeout:g} s")
 
     def _answer(self, response: http.client.HTTPResponse) -> bytes:
         body = response.read(self._max + 1)
