@@ -3,20 +3,26 @@ are refused before anything runs with file:line; promotion decisions (pure)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from test_conformance_helpers import ROOT, SUITES
 
 from gateway.conformance.model import Direction, Mutation, Outcome
 from gateway.conformance.record import RecordedRun, check_promotion, promoted_profile_text
+from gateway.conformance.reports import render_junit
+from gateway.conformance.results import CaseResult, RunResult, Status
 from gateway.conformance.suites import check_version, load_suite, suite_profile
+from gateway.envelope.opened import Binding
 from gateway.errors import (
     CNF_PROMOTION_REFUSED,
     CNF_SUITE_INVALID,
     CNF_VERSION_MISMATCH,
     GatewayError,
 )
+from gateway.model.codes import Administration
 
 PARTNERS = ("us", "jp", "cn", "ch", "no", "ad", "ca")
 REQUIRED_NEGATIVES = {
@@ -174,3 +180,35 @@ def test_a_target_that_is_neither_grpc_nor_https_is_refused(text: str) -> None:
     with pytest.raises(ConformanceError) as caught:
         parse_target(text)
     assert caught.value.code == "CNF_TARGET_INVALID" and caught.value.location == "--target"
+
+
+def _case(case_id: str, required: bool, passed: bool) -> CaseResult:
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+    return CaseResult(
+        case_id, case_id, "UB1/AeoStatusChanges", Binding.PROTOBUF, required,
+        Status.PASSED if passed else Status.FAILED, () if passed else ("why",), (), at, at,
+        "suite.toml:1", "none", "accepted",
+    )  # fmt: skip
+
+
+def _run_of(*cases: CaseResult) -> RunResult:
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+    return RunResult(
+        "s", "t", Administration.CA, "1", "1", "staging", "00", "run", ("grpc://x",),
+        Administration.EU, at, at, cases,
+    )  # fmt: skip
+
+
+def test_a_run_of_optional_cases_only_proves_nothing() -> None:
+    assert not _run_of(_case("optional-one", False, True)).passed
+    assert not _run_of().passed
+    assert _run_of(_case("required", True, True), _case("optional", False, False)).passed
+    assert not _run_of(_case("required", True, False), _case("optional", False, True)).passed
+
+
+def test_junit_counts_are_those_of_its_elements() -> None:
+    run = _run_of(_case("a", True, False), _case("b", False, False), _case("c", True, True))
+    suite = etree.fromstring(render_junit(run))[0]
+    assert suite.get("tests") == "3"
+    assert suite.get("failures") == str(len(suite.findall("testcase/failure"))) == "1"
+    assert suite.get("skipped") == str(len(suite.findall("testcase/skipped"))) == "1"

@@ -114,8 +114,10 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        """Every required case passed (optional cases are reported, never blocking)."""
-        return all(r.passed for r in self.results if r.required) and bool(self.results)
+        """Every required case passed, and there was one at least (optional cases are reported,
+        never blocking; a run of optional cases only proves nothing)."""
+        required = [r for r in self.results if r.required]
+        return bool(required) and all(r.passed for r in required)
 
     @property
     def failed_required(self) -> tuple[CaseResult, ...]:
