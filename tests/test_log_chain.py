@@ -155,6 +155,22 @@ def row_digest(conn: sqlite3.Connection, seq: int, prev: bytes) -> bytes:
     )  # fmt: skip
 
 
+def _rechain_from(attacker: sqlite3.Connection, first: int) -> dict[int, bytes]:
+    """Recompute every entry digest from seq `first` on (after an edit); the new digests."""
+    prev = attacker.execute("SELECT prev_sha256 FROM message_log WHERE seq = ?", (first,))
+    chained = bytes(prev.fetchone()[0])
+    digests: dict[int, bytes] = {}
+    last = attacker.execute("SELECT max(seq) FROM message_log").fetchone()[0]
+    for seq in range(first, last + 1):
+        digest = row_digest(attacker, seq, chained)
+        attacker.execute(
+            "UPDATE message_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
+            (chained, digest, seq),
+        )
+        digests[seq], chained = digest, digest
+    return digests
+
+
 def test_an_untouched_log_verifies(capsys: pytest.CaptureFixture[str], config: Path) -> None:
     code, out, err = verify(capsys, config)
     assert code == 0, err
@@ -195,14 +211,7 @@ def test_a_rechained_log_fails_its_checkpoint(
     capsys: pytest.CaptureFixture[str], config: Path, attacker: sqlite3.Connection
 ) -> None:
     attacker.execute("UPDATE message_log SET receipt = x'00' WHERE seq = 2")
-    prev = attacker.execute("SELECT prev_sha256 FROM message_log WHERE seq = 2").fetchone()[0]
-    for seq in range(2, 11):  # the attacker rewrites the whole chain after the edit
-        digest = row_digest(attacker, seq, prev)
-        attacker.execute(
-            "UPDATE message_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
-            (prev, digest, seq),
-        )
-        prev = digest
+    _rechain_from(attacker, 2)  # the attacker rewrites the whole chain after the edit
     code, _, err = verify(capsys, config)
     assert code == 1 and "DLV_LOG_TAMPERED" in err
     assert "entries seq 1..4 were altered, removed or inserted" in err
@@ -395,22 +404,6 @@ def test_a_log_made_before_the_chain_is_migrated(tmp_path: Path, pki: Pki) -> No
             sqlite3.connect(path).execute("UPDATE message_log SET code = 'x'")
     finally:
         database.close()
-
-
-def _rechain_from(attacker: sqlite3.Connection, first: int) -> dict[int, bytes]:
-    """Recompute every entry digest from seq `first` on (after an edit); the new digests."""
-    prev = attacker.execute("SELECT prev_sha256 FROM message_log WHERE seq = ?", (first,))
-    chained = bytes(prev.fetchone()[0])
-    digests: dict[int, bytes] = {}
-    last = attacker.execute("SELECT max(seq) FROM message_log").fetchone()[0]
-    for seq in range(first, last + 1):
-        digest = row_digest(attacker, seq, chained)
-        attacker.execute(
-            "UPDATE message_log SET prev_sha256 = ?, entry_sha256 = ? WHERE seq = ?",
-            (chained, digest, seq),
-        )
-        digests[seq], chained = digest, digest
-    return digests
 
 
 def test_checkpoints_re_signed_by_a_partner_do_not_vouch_for_our_log(
