@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aeo_gateways import free_port
+from lxml import etree
 from test_conformance_helpers import (
     ROOT,
     SUITES,
@@ -117,6 +118,44 @@ def test_oversize_case_runs_in_both_bindings_at_the_default_limit(
         case = runs[("oversize-message", binding)]
         assert case["status"] == "passed", case
         assert case["steps"][0]["size"] > default
+
+
+def test_a_case_the_tester_cannot_run_is_not_the_partners_failure_and_not_recorded(
+    pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --pki the tester holds no expired certificate: that case could not run. It is
+    reported as not run (JUnit <error>, the exchange 'not run' in the statement), the run is
+    no pass, and it is not recorded, so it cannot cancel (or stand for) a real run."""
+    profile = tmp_path / "ca.toml"
+    shutil.copy(ROOT / "adapters" / "partners" / "ca.toml", profile)
+    config = _eu_config(tmp_path, pki, "CA", profile)
+    target = start_target(tmp_path / "target", pki, "CA", max_age=86400)
+    try:
+        code = main(
+            [
+                "conformance", "run", "--suite", str(SUITES / "ca"), "--config", str(config),
+                "--target", grpc_target(target), "--report-dir", str(tmp_path / "reports"),
+                "--max-envelope-bytes", str(TARGET_MAX_ENVELOPE),
+            ]
+        )  # fmt: skip
+    finally:
+        target.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "NOT RUN expired-certificate (protobuf)" in out
+    assert "could not run" in out and "not recorded:" in out and "recorded as run" not in out
+    report = json.loads((tmp_path / "reports" / "conformance-ca.json").read_text())
+    statuses = {c["id"]: c["status"] for c in report["cases"]}
+    assert statuses["expired-certificate"] == "error"
+    assert statuses["bad-signature"] == "passed"
+    assert report["counts"]["not_run"] >= 1
+    statement = json.loads((tmp_path / "reports" / "conformance-ca.statement.json").read_text())
+    verdicts = {v for by_binding in statement["exchanges"].values() for v in by_binding.values()}
+    assert "not run" in verdicts and "failed" not in verdicts
+    junit = etree.parse(str(tmp_path / "reports" / "conformance-ca.junit.xml")).getroot()[0]
+    assert junit.get("errors") == str(len(junit.findall("testcase/error"))) != "0"
+    assert main(["partner", "runs", "CA", "--config", str(config)]) == 0
+    assert "#1" not in capsys.readouterr().out
 
 
 def test_bad_suite_stops_before_anything_runs(

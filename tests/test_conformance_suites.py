@@ -3,6 +3,7 @@ are refused before anything runs with file:line; promotion decisions (pure)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -207,8 +208,13 @@ def test_a_run_of_optional_cases_only_proves_nothing() -> None:
 
 
 def test_junit_counts_are_those_of_its_elements() -> None:
-    run = _run_of(_case("a", True, False), _case("b", False, False), _case("c", True, True))
+    not_run = replace(_case("d", True, False), status=Status.ERROR)
+    run = _run_of(
+        _case("a", True, False), _case("b", False, False), _case("c", True, True), not_run
+    )
     suite = etree.fromstring(render_junit(run))[0]
-    assert suite.get("tests") == "3"
+    assert suite.get("tests") == "4"
     assert suite.get("failures") == str(len(suite.findall("testcase/failure"))) == "1"
     assert suite.get("skipped") == str(len(suite.findall("testcase/skipped"))) == "1"
+    assert suite.get("errors") == str(len(suite.findall("testcase/error"))) == "1"
+    assert run.counts() == (1, 2) and run.not_run == (not_run,) and not run.passed

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.conformance.model import Direction, Suite
-from gateway.conformance.results import CaseResult, RunResult
+from gateway.conformance.results import CaseResult, RunResult, Status
 from gateway.conformance.suites import check_version, load_suite, suite_profile
 from gateway.envelope.opened import Binding
 from gateway.errors import CNF_TARGET_INVALID, ConformanceError
@@ -24,7 +24,13 @@ from gateway.partners.profile import PartnerProfile
 
 
 def _progress(index: int, total: int, result: CaseResult) -> None:
-    mark = "PASS" if result.passed else ("FAIL" if result.required else "warn")
+    mark = (
+        "PASS"
+        if result.passed
+        else "NOT RUN"
+        if result.status is Status.ERROR
+        else ("FAIL" if result.required else "warn")
+    )
     print(
         f"[{index:>3}/{total}] {mark} {result.case_id} ({result.binding.value}) "
         f"{result.seconds:.2f}s",
@@ -54,6 +60,7 @@ def _summary(run: RunResult, report_dir: Path | None) -> int:
     print(
         f"{verdict}: suite {run.suite} (version {run.suite_version}) against "
         f"{', '.join(run.targets)}: {passed} passed, {failed} failed"
+        + (f", {len(run.not_run)} could not run" if run.not_run else "")
     )
     for result in run.failed_required:
         print(f"  required case failed: {result.case_id} ({result.binding.value})")
@@ -126,7 +133,12 @@ def _run(args: argparse.Namespace) -> int:
         progress=_progress,
         only=only,
     )
-    if config is not None and not args.case:
+    if config is not None and not args.case and run.not_run:
+        print(
+            f"not recorded: {len(run.not_run)} case run(s) could not run on the tester's side "
+            "(see above); a run proves conformance only when every case ran"
+        )
+    elif config is not None and not args.case:
         from gateway.conformance.record import record_run
         from gateway.store.database import display_url, open_database
 

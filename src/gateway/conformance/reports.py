@@ -16,7 +16,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.conformance.results import CaseResult, RunResult
+from gateway.conformance.results import CaseResult, RunResult, Status
 
 __all__ = [
     "GITB_CORE_NS",
@@ -99,7 +99,7 @@ def run_dict(run: RunResult) -> dict[str, Any]:
         "started": _iso(run.started),
         "finished": _iso(run.finished),
         "passed": run.passed,
-        "counts": {"passed": passed, "failed": failed},
+        "counts": {"passed": passed, "failed": failed, "not_run": len(run.not_run)},
         "failed_required": [_case_name(r) for r in run.failed_required],
         "cases": [_result_dict(r) for r in run.results],
     }
@@ -113,14 +113,15 @@ def render_json(run: RunResult) -> bytes:
 def render_junit(run: RunResult) -> bytes:
     # JUnit's counts are of the elements written below: a required case that did not pass is a
     # <failure>, an optional one a <skipped>.
-    failures = sum(1 for r in run.results if r.required and not r.passed)
-    skipped = sum(1 for r in run.results if not r.required and not r.passed)
+    errors = len(run.not_run)
+    failures = sum(1 for r in run.results if r.required and r.status is Status.FAILED)
+    skipped = sum(1 for r in run.results if not r.required and r.status is Status.FAILED)
     suite = etree.Element(
         "testsuite",
         name=f"conformance.{run.suite}",
         tests=str(len(run.results)),
         failures=str(failures),
-        errors="0",
+        errors=str(errors),
         skipped=str(skipped),
         time=f"{(run.finished - run.started).total_seconds():.3f}",
         timestamp=_iso(run.started),
@@ -142,7 +143,11 @@ def render_junit(run: RunResult) -> bytes:
             time=f"{result.seconds:.3f}",
         )
         if not result.passed:
-            kind = "failure" if result.required else "skipped"
+            kind = (
+                "error"
+                if result.status is Status.ERROR
+                else ("failure" if result.required else "skipped")
+            )
             element = etree.SubElement(
                 case, kind, message="; ".join(result.reasons)[:1000] or "failed"
             )
@@ -295,7 +300,12 @@ def conformance_statement(run: RunResult) -> dict[str, Any]:
     for r in run.results:
         entry = exchanges.setdefault(r.exchange, {})
         previous = entry.get(r.binding.value, "passed")
-        entry[r.binding.value] = "passed" if previous == "passed" and r.passed else "failed"
+        if previous == "failed" or r.status is Status.FAILED:
+            entry[r.binding.value] = "failed"
+        elif previous == "not run" or r.status is Status.ERROR:
+            entry[r.binding.value] = "not run"  # no verdict: the tester could not run a case
+        else:
+            entry[r.binding.value] = "passed"
     return {
         "statement": f"Conformance of the {run.partner.value} link to the EU-"
         f"{run.partner.value} UB1 exchange specification, agreement version "

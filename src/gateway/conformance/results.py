@@ -34,6 +34,7 @@ __all__ = [
 class Status(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
+    ERROR = "error"  # could not run: a fault on the tester's side, no verdict on the partner
 
 
 class AnswerKind(StrEnum):
@@ -121,15 +122,21 @@ class RunResult:
 
     @property
     def failed_required(self) -> tuple[CaseResult, ...]:
-        return tuple(r for r in self.results if r.required and not r.passed)
+        return tuple(r for r in self.results if r.required and r.status is Status.FAILED)
+
+    @property
+    def not_run(self) -> tuple[CaseResult, ...]:
+        """Cases the tester could not run (no verdict on the partner; the run proves less)."""
+        return tuple(r for r in self.results if r.status is Status.ERROR)
 
     @property
     def bindings(self) -> tuple[Binding, ...]:
         return tuple(dict.fromkeys(r.binding for r in self.results))
 
     def counts(self) -> tuple[int, int]:
+        """(passed, failed); the cases that could not run are in neither."""
         passed = sum(1 for r in self.results if r.passed)
-        return passed, len(self.results) - passed
+        return passed, sum(1 for r in self.results if r.status is Status.FAILED)
 
 
 def records_of(payloads: Iterable[Payload]) -> list[AeoRecord]:

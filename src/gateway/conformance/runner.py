@@ -574,8 +574,10 @@ def run_suite(
                 sub = submitters[target.label] = _open_submitter(target, tester.tls, timeout)
             runner = _CaseRunner(ctx, case, index, target, sub)
             begun = clock()
+            not_run = True
             try:
                 reasons = runner.run()
+                not_run = False
             except GatewayError as error:
                 reasons = [f"could not run: {error}"]
             except Exception as error:  # a fault in one case must not end the run
@@ -586,7 +588,7 @@ def run_suite(
                 str(case.exchange),
                 target.binding,
                 case.required,
-                Status.FAILED if reasons else Status.PASSED,
+                Status.ERROR if not_run else Status.FAILED if reasons else Status.PASSED,
                 tuple(reasons),
                 tuple(runner.steps),
                 begun,
