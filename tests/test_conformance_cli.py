@@ -3,12 +3,14 @@ loopback, real certificates, the run recorded in the gateway's SQLite store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aeo_gateways import free_port
@@ -26,12 +28,14 @@ from gateway import testpki
 from gateway.cli import main
 from gateway.conformance.listen import Listener, ListenerIdentity
 from gateway.conformance.model import DEFAULT_MAX_ENVELOPE_BYTES
+from gateway.conformance.runner import _flip_signature
 from gateway.conformance.suites import load_suite, suite_profile
 from gateway.envelope.opened import Binding, new_header
+from gateway.errors import GatewayError
 from gateway.model.aeo import AeoRecord
 from gateway.model.aeo_list import AeoChange
 from gateway.model.codes import Administration, UtilityBlock
-from gateway.node import seal_envelope
+from gateway.node import message_id_of, open_receipt, seal_envelope
 from gateway.translate import aeo_exchange
 from gateway.translate.aeo_exchange import CONTENT_TYPES, PayloadForm, StatusChanges
 from gateway.translate.sample_aeo import generate_records
@@ -156,6 +160,48 @@ def test_a_case_the_tester_cannot_run_is_not_the_partners_failure_and_not_record
     assert junit.get("errors") == str(len(junit.findall("testcase/error"))) != "0"
     assert main(["partner", "runs", "CA", "--config", str(config)]) == 0
     assert "#1" not in capsys.readouterr().out
+
+
+def test_a_target_that_remembers_what_it_refused_fails(
+    pki: testpki.TestPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target that keeps the message id of an envelope it refused (and refuses a valid
+    envelope under that id later) breaks 'bad input changes nothing': the case fails."""
+    target = start_target(tmp_path / "target", pki, "US")
+    node = target.node
+    refused: set[str] = set()
+    check_many = node.check_many
+
+    def remembering(raws: Any, binding: Binding, tls_peer: Any = None, **kw: Any) -> Any:
+        def seen(raw: bytes) -> bool:
+            try:
+                return message_id_of(binding, raw) in refused
+            except GatewayError:
+                return False
+
+        raws = [_flip_signature(binding, raw) if seen(raw) else raw for raw in raws]
+        checked = check_many(raws, binding, tls_peer, **kw)
+        for raw, answer in zip(raws, checked.answers, strict=True):
+            if answer is not None and not open_receipt(binding, answer).receipt.accepted:
+                with contextlib.suppress(GatewayError):
+                    refused.add(message_id_of(binding, raw))
+        return checked
+
+    node.check_many = remembering  # type: ignore[method-assign]
+    try:
+        code = main(
+            [
+                "conformance", "run", "--suite", str(SUITES / "us"), "--pki", str(pki.root),
+                "--target", grpc_target(target), "--target", xml_target(target),
+                "--case", "expired-certificate",
+            ]
+        )  # fmt: skip
+    finally:
+        target.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL expired-certificate (protobuf)" in out and "FAIL expired-certificate (xml)" in out
+    assert "kept something of the envelope it refused" in out
 
 
 def test_bad_suite_stops_before_anything_runs(

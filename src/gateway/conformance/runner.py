@@ -459,7 +459,32 @@ class _CaseRunner:
                 header = self.header(data, kind, message_id=header.message_id, label=label)
                 raw = self.seal(header, data)
         answer = self.send("judged", header, data, raw)
-        return values + judge(case, self.binding, answer, first)
+        reasons = values + judge(case, self.binding, answer, first)
+        if not reasons and mutation in _ENVELOPE_FAULTS:
+            reasons = self.nothing_kept(header, payloads[-1], kind, label)
+        return reasons
+
+    def nothing_kept(
+        self, refused: EnvelopeHeader, payload: bytes, kind: str, label: HandlingLabel | None
+    ) -> list[str]:
+        """A refused envelope leaves nothing behind: a valid envelope under its message id (the
+        payload as planned, signed as usual) is then accepted as new, not as a duplicate or a
+        conflict."""
+        header = self.header(payload, kind, message_id=refused.message_id, label=label)
+        answer = self.send("same id, valid", header, payload, self.seal(header, payload))
+        if (
+            answer.kind is AnswerKind.RECEIPT
+            and answer.verified
+            and answer.outcome == "ACCEPTED"
+            and not answer.duplicate
+        ):
+            return []
+        got = f"{answer.outcome or answer.kind.value} {answer.code}".strip()
+        got += " (marked duplicate)" if answer.duplicate else ""
+        return [
+            "the target kept something of the envelope it refused: a valid envelope with the "
+            f"same message id was then answered {got}, not accepted as new"
+        ]
 
     def query(self, plan: Plan) -> list[str]:
         from gateway.transport.inquiry import open_inquiry_client
@@ -528,6 +553,23 @@ class _CaseRunner:
             verified=True,
             signer=verified.signer.certificate.subject.rfc4514_string(),
         )
+
+
+# Mutations that spoil only the envelope (its signature, signer, size or time), so the planned
+# payload is itself valid: after the refusal, the same message id must be free (nothing stored).
+_ENVELOPE_FAULTS = frozenset(
+    {
+        Mutation.BAD_SIGNATURE,
+        Mutation.TAMPERED_PAYLOAD,
+        Mutation.WRONG_PARTNER_CERTIFICATE,
+        Mutation.EXPIRED_CERTIFICATE,
+        Mutation.REVOKED_CERTIFICATE,
+        Mutation.UNTRUSTED_CERTIFICATE,
+        Mutation.OVERSIZE,
+        Mutation.CLOCK_SKEW,
+        Mutation.TOO_OLD,
+    }
+)
 
 
 def _oversize_payload_bytes(binding: Binding, max_envelope_bytes: int) -> int:
