@@ -28,6 +28,7 @@ from gateway import testpki
 from gateway.cli import main
 from gateway.conformance.listen import Listener, ListenerIdentity
 from gateway.conformance.model import DEFAULT_MAX_ENVELOPE_BYTES
+from gateway.conformance.reports import run_dict
 from gateway.conformance.runner import _flip_signature
 from gateway.conformance.suites import load_suite, suite_profile
 from gateway.envelope.opened import Binding, new_header
@@ -286,9 +287,10 @@ def test_promote_ca_only_after_its_suite_passes(
     assert "#2" in capsys.readouterr().out
 
 
-def _us_records(n: int, programme: str) -> list[AeoRecord]:
+def _us_records(n: int, programme: str, start: int = 0) -> list[AeoRecord]:
     out = []
-    for index, record in enumerate(generate_records(n, 5, today=date(2026, 1, 15))):
+    records = generate_records(n, 5, today=date(2026, 1, 15))
+    for index, record in enumerate(records, start=start):
         out.append(
             replace(
                 record,
@@ -310,6 +312,33 @@ def _us_records(n: int, programme: str) -> list[AeoRecord]:
 def test_listen_checks_what_the_partner_sends(
     pki: testpki.TestPki, tmp_path: Path, programme: str, passes: bool
 ) -> None:
+    run = _listen_to_us(pki, tmp_path, [programme])
+    assert run.passed is passes
+    [result] = run.results
+    assert result.case_id == "us-receive-status-changes"
+    if not passes:
+        assert "CTPAT-GOLD" in result.reasons[0]
+
+
+def test_listen_judges_every_message_and_shows_what_no_case_judges(
+    pki: testpki.TestPki, tmp_path: Path
+) -> None:
+    """A good first message does not hide a bad later one, nor is an unreadable one dropped."""
+    run = _listen_to_us(pki, tmp_path, ["CTPAT-IMPORTER", "CTPAT-GOLD"], garbage=True)
+    assert not run.passed
+    [result] = run.results
+    assert len(result.steps) == 2
+    assert result.reasons and result.reasons[0].startswith("a later message: ")
+    assert "CTPAT-GOLD" in result.reasons[0]
+    assert [s.message_type for s in run.unmatched] == ["?"]
+    assert run_dict(run)["unmatched"][0]["answer"]["outcome"] == "REJECTED"
+
+
+def _listen_to_us(
+    pki: testpki.TestPki, tmp_path: Path, programmes: list[str], *, garbage: bool = False
+) -> Any:
+    """A listener playing EU for the US suite; US sends one status-change message per
+    programme (and, with `garbage`, an unreadable envelope); the run once all have arrived."""
     suite = load_suite(SUITES / "us")
     profile = suite_profile(SUITES / "us", suite)
     trust = TrustStore(
@@ -328,35 +357,34 @@ def test_listen_checks_what_the_partner_sends(
     listener = Listener(suite, profile, identity, binding=Binding.PROTOBUF, store_dir=tmp_path)
     port = listener.start()
     try:
-        payload = aeo_exchange.encode(
-            StatusChanges(
-                Administration.US, tuple(AeoChange.added(r) for r in _us_records(3, programme))
-            ),
-            PayloadForm.PROTOBUF,
-        )
-        header = new_header(
-            payload=payload,
-            utility_block=UtilityBlock.UB1,
-            message_type="AeoStatusChanges",
-            sender=Administration.US,
-            receiver=Administration.EU,
-            payload_content_type=CONTENT_TYPES[PayloadForm.PROTOBUF],
-        )
-        raw = seal_envelope(Binding.PROTOBUF, header, payload, pki.identity("US"))
         tls = ClientTls.from_files(
             pki.key_path("US", "tls"), pki.path("US", "tls"), pki.path("EU", "ca")
         )
         with GrpcPartnerClient(f"127.0.0.1:{port}", tls=tls) as client:
-            client.submit(raw, timeout=10)
+            for index, programme in enumerate(programmes):
+                records = _us_records(3, programme, start=10 * index)
+                payload = aeo_exchange.encode(
+                    StatusChanges(Administration.US, tuple(AeoChange.added(r) for r in records)),
+                    PayloadForm.PROTOBUF,
+                )
+                header = new_header(
+                    payload=payload,
+                    utility_block=UtilityBlock.UB1,
+                    message_type="AeoStatusChanges",
+                    sender=Administration.US,
+                    receiver=Administration.EU,
+                    payload_content_type=CONTENT_TYPES[PayloadForm.PROTOBUF],
+                )
+                client.submit(
+                    seal_envelope(Binding.PROTOBUF, header, payload, pki.identity("US")),
+                    timeout=10,
+                )
+            if garbage:
+                client.submit(b"\x0a\x03not an envelope", timeout=10)
         assert listener.wait(10)
     finally:
         listener.stop()
-    run = listener.result()
-    assert run.passed is passes
-    [result] = run.results
-    assert result.case_id == "us-receive-status-changes"
-    if not passes:
-        assert "CTPAT-GOLD" in result.reasons[0]
+    return listener.result()
 
 
 def test_listen_times_out_with_a_report(pki: testpki.TestPki, tmp_path: Path) -> None:

@@ -64,6 +64,8 @@ def _summary(run: RunResult, report_dir: Path | None) -> int:
     )
     for result in run.failed_required:
         print(f"  required case failed: {result.case_id} ({result.binding.value})")
+    if run.unmatched:
+        print(f"  {len(run.unmatched)} message(s) received that no case judges (in the reports)")
     if report_dir is not None:
         from gateway.conformance.reports import write_reports
 

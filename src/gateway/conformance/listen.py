@@ -190,6 +190,7 @@ class Listener:
             self.started,
             now,
             tuple(results),
+            tuple(self.unmatched),
         )
 
     # -- observing --------------------------------------------------------------------------------
@@ -233,11 +234,26 @@ class Listener:
                 None,
             )
             if case is None:
-                self.unmatched.append(step)
-                return
+                # Every case of this exchange has its message: a later one is judged too, and
+                # a failure there fails the case (the first message is not all that counts).
+                case = next((c for c in self.cases if str(c.exchange) == kind), None)
+                if case is None:
+                    self.unmatched.append(step)
+                    return
             reasons = self._judge(case, receipt.outcome.value, receipt.error_code, payloads)
             if header is not None and header.sender is not self.suite.partner:
                 reasons.append(f"sent by {header.sender.value}, not {self.suite.partner.value}")
+            earlier = self.results.get(case.id)
+            if earlier is not None:
+                again = tuple(f"a later message: {reason}" for reason in reasons)
+                self.results[case.id] = replace(
+                    earlier,
+                    status=Status.FAILED if earlier.reasons or again else Status.PASSED,
+                    reasons=earlier.reasons + again,
+                    steps=(*earlier.steps, step),
+                    finished=self.clock(),
+                )
+                return
             result = CaseResult(
                 case.id,
                 case.title,

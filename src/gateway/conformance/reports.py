@@ -16,7 +16,7 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.conformance.results import CaseResult, RunResult, Status
+from gateway.conformance.results import CaseResult, RunResult, Status, Step
 
 __all__ = [
     "GITB_CORE_NS",
@@ -58,28 +58,29 @@ def _result_dict(result: CaseResult) -> dict[str, Any]:
         "reasons": list(result.reasons),
         "source": result.source,
         "seconds": round(result.seconds, 4),
-        "steps": [
-            {
-                "role": s.role,
-                "message_type": s.message_type,
-                "message_id": s.message_id,
-                "sha256": s.sha256,
-                "size": s.size,
-                "answer": None
-                if s.answer is None
-                else {
-                    "kind": s.answer.kind.value,
-                    "outcome": s.answer.outcome,
-                    "code": s.answer.code,
-                    "message": s.answer.message,
-                    "receipt_id": s.answer.receipt_id,
-                    "verified": s.answer.verified,
-                    "verify_error": s.answer.verify_error,
-                    "signer": s.answer.signer,
-                },
-            }
-            for s in result.steps
-        ],
+        "steps": [_step_dict(s) for s in result.steps],
+    }
+
+
+def _step_dict(s: Step) -> dict[str, Any]:
+    return {
+        "role": s.role,
+        "message_type": s.message_type,
+        "message_id": s.message_id,
+        "sha256": s.sha256,
+        "size": s.size,
+        "answer": None
+        if s.answer is None
+        else {
+            "kind": s.answer.kind.value,
+            "outcome": s.answer.outcome,
+            "code": s.answer.code,
+            "message": s.answer.message,
+            "receipt_id": s.answer.receipt_id,
+            "verified": s.answer.verified,
+            "verify_error": s.answer.verify_error,
+            "signer": s.answer.signer,
+        },
     }
 
 
@@ -102,6 +103,7 @@ def run_dict(run: RunResult) -> dict[str, Any]:
         "counts": {"passed": passed, "failed": failed, "not_run": len(run.not_run)},
         "failed_required": [_case_name(r) for r in run.failed_required],
         "cases": [_result_dict(r) for r in run.results],
+        "unmatched": [_step_dict(s) for s in run.unmatched],
     }
 
 

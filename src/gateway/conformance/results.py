@@ -112,6 +112,9 @@ class RunResult:
     started: datetime
     finished: datetime
     results: tuple[CaseResult, ...] = field(default=())
+    # `listen`: messages received that no case of the suite judges (unreadable, another
+    # exchange): shown in the reports, so nothing the partner sent goes unseen.
+    unmatched: tuple[Step, ...] = field(default=())
 
     @property
     def passed(self) -> bool:
