@@ -640,6 +640,17 @@ def test_health_check_reports_serving(pki: Pki, us: Gateway) -> None:
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_refuses_a_client_the_trust_store_refuses(pki: Pki, us: Gateway) -> None:
+    """A revoked certificate passes the TLS handshake (no CRLs there), then learns nothing."""
+    tls = client_tls(pki, "EU", "US", stem="revoked")
+    with grpc.secure_channel(us.server.target, channel_credentials(tls)) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "TRUST_REVOKED" in (caught.value.details() or "")
+
+
 def test_reflection_lists_the_exchange_service(pki: Pki, us: Gateway) -> None:
     tls = client_tls(pki, "EU", "US")
     with grpc.secure_channel(us.server.target, channel_credentials(tls)) as channel:

@@ -106,11 +106,16 @@ def _peer_chain(
 
 
 class _StoreHealth(health.HealthServicer):  # type: ignore[misc]
-    """Health checking that answers SERVING only while the node's store is usable."""
+    """Health checking that answers SERVING only while the node's store is usable, and only
+    to a caller the trust store recognises (`peer_check` aborts the call otherwise: a revoked
+    certificate passes the TLS handshake, which has no CRLs, but learns nothing)."""
 
-    def __init__(self, probe: Callable[[], bool]) -> None:
+    def __init__(
+        self, probe: Callable[[], bool], peer_check: Callable[[Any], object] = lambda _: None
+    ) -> None:
         super().__init__()
         self._probe = probe
+        self._peer_check = peer_check
         self._stopping = False
         self.refresh()
 
@@ -130,10 +135,12 @@ class _StoreHealth(health.HealthServicer):  # type: ignore[misc]
         self.enter_graceful_shutdown()
 
     def Check(self, request: Any, context: Any) -> Any:
+        self._peer_check(context)
         self.refresh()
         return super().Check(request, context)
 
     def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:
+        self._peer_check(context)
         self.refresh()
         return super().Watch(request, context, send_response_callback)
 
@@ -575,7 +582,7 @@ class GrpcGatewayServer:
             ],
         )
         self._server.add_generic_rpc_handlers((self._handlers(),))
-        self.health = _StoreHealth(node.inbox.is_usable)
+        self.health = _StoreHealth(node.inbox.is_usable, self._tls_peer)
         from grpc_health.v1 import health_pb2_grpc
 
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
