@@ -223,7 +223,7 @@ def test_promote_ca_only_after_its_suite_passes(
     profile = tmp_path / "ca.toml"
     shutil.copy(ROOT / "adapters" / "partners" / "ca.toml", profile)
     config = _eu_config(tmp_path, pki, "CA", profile)
-    promote = ["partner", "promote", "CA", "--config", str(config), "--suite", str(SUITES / "ca")]
+    promote = ["partner", "promote", "CA", "--config", str(config)]  # judged by the shipped suite
 
     assert main(promote) == 1  # nothing recorded yet
     assert "CNF_PROMOTION_REFUSED" in capsys.readouterr().err
@@ -283,6 +283,9 @@ def test_promote_ca_only_after_its_suite_passes(
     assert "promoted CA to production" in capsys.readouterr().out
     assert 'status = "production"' in profile.read_text()
     assert main(promote) == 1  # already production
+    # A suite of one's own choosing is not offered: promote judges the shipped suite only.
+    with pytest.raises(SystemExit):
+        main([*promote, "--suite", str(tmp_path)])
     assert main(["partner", "runs", "CA", "--config", str(config)]) == 0
     assert "#2" in capsys.readouterr().out
 

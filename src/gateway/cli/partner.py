@@ -26,6 +26,9 @@ from gateway.model.codes import Administration
 from gateway.model.header import utc_now
 from gateway.store.database import display_url, open_database
 
+# conformance/ of the source tree: the suites the project ships, one folder per partner.
+SHIPPED_SUITES = Path(__file__).resolve().parents[3] / "conformance"
+
 
 def _partner(code: str) -> Administration:
     try:
@@ -49,8 +52,9 @@ def _promote(args: argparse.Namespace) -> int:
             code=CNF_PROMOTION_REFUSED,
             location=f"{config.path}:partners",
         )
-    suite_dir = args.suite or Path("conformance") / partner.value.lower()
-    suite = load_suite(suite_dir)
+    # The suite the project ships for the partner, never one the caller names: a gate judged
+    # by a suite of one's choosing (fewer cases, an older copy) would be no gate.
+    suite = load_suite(SHIPPED_SUITES / partner.value.lower())
     database = open_database(config.store_url)
     try:
         run = check_promotion(profile, suite.sha256, suite.version, latest_runs(database, partner))
@@ -96,9 +100,6 @@ def register(subparsers: Any) -> None:
     )
     promote.add_argument("partner", metavar="PARTNER", help="administration code, e.g. CA")
     promote.add_argument("--config", type=Path, required=True)
-    promote.add_argument(
-        "--suite", type=Path, help="suite directory (default: conformance/<partner>)"
-    )
     promote.set_defaults(func=_promote)
     runs = commands.add_parser("runs", help="the partner's recorded conformance runs")
     runs.add_argument("partner", metavar="PARTNER")
