@@ -456,6 +456,9 @@ def _two_nodes_drain(server: str, pki: testpki.TestPki, tmp_path: Path, *, kill:
                     # left nothing to take over, so it is started again and the kill retried.
                     for _attempt in range(5):
                         killed = None
+                        # Its own deadline: under load the first third may take most of the
+                        # 40 s above, leaving the search for a claim no time at all.
+                        deadline = time.monotonic() + 30
                         while killed is None and time.monotonic() < deadline:
                             holders = view.rows(
                                 "SELECT claimed_by FROM outbox WHERE state = 'pending' "
