@@ -18,6 +18,7 @@ from test_grpc_transport import check, client_tls, envelope, tls_identity
 
 from gateway import testpki
 from gateway._proto.gnc.v1 import envelope_pb2 as pb
+from gateway.errors import ConfigError
 from gateway.model.codes import Administration
 from gateway.node import GatewayNode
 from gateway.store.inbox import SqliteInbox
@@ -257,3 +258,24 @@ def test_a_stream_cancelled_with_batches_unanswered_gives_its_bytes_back(
     finally:
         stream.close()
         server.stop(grace=None)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"max_streams_per_peer": 0},
+        {"max_streams": 0},
+        {"stream_bytes_in_flight": 0},
+        {"stream_idle_seconds": 0.0},
+    ],
+)
+def test_a_stream_limit_that_is_not_positive_is_a_config_error(
+    pki: Pki, trust: TrustStore, tmp_path: Path, option: dict[str, Any]
+) -> None:
+    node = GatewayNode(pki.identity("US"), trust, SqliteInbox(tmp_path / "inbox.db"))
+    try:
+        with pytest.raises(ConfigError) as caught:
+            GrpcGatewayServer(node, tls=tls_identity(pki, "US"), **option)
+        assert caught.value.code == "CFG_INVALID" and caught.value.location == "grpc"
+    finally:
+        node.inbox.close()

@@ -141,6 +141,21 @@ def verify(capsys: pytest.CaptureFixture[str], config: Path) -> tuple[int, str, 
     return run(capsys, "log", "verify", "--config", str(config))
 
 
+def exported(
+    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+) -> tuple[Path, list[bytes]]:
+    """`log export` of the whole log: the archive and its lines."""
+    archive = tmp_path / "eu-log.jsonl"
+    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
+    return archive, archive.read_bytes().splitlines(keepends=True)
+
+
+def verify_archive(
+    capsys: pytest.CaptureFixture[str], archive: Path, pki: Pki
+) -> tuple[int, str, str]:
+    return run(capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root))
+
+
 def row_digest(conn: sqlite3.Connection, seq: int, prev: bytes) -> bytes:
     row = conn.execute(
         "SELECT logged_at, direction, message_id, partner, utility_block, message_type, "
@@ -281,9 +296,7 @@ def test_export_and_verify_an_archive_on_its_own(
         capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive)
     )
     assert code == 0 and "exported 10 entries" in out, err
-    code, out, err = run(
-        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
-    )
+    code, out, err = verify_archive(capsys, archive, pki)
     assert code == 0, err
     assert "OK, 10 entries, 2 checkpoint(s), head seq 10" in out
     code, out, err = run(
@@ -305,9 +318,7 @@ def test_an_archive_of_a_later_range_carries_the_head_before_it(
     )
     database.close()
     assert count == 6
-    code, out, err = run(
-        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
-    )
+    code, out, err = verify_archive(capsys, archive, pki)
     assert code == 0, err
     assert "6 entries, 1 checkpoint(s), head seq 10" in out
 
@@ -315,30 +326,22 @@ def test_an_archive_of_a_later_range_carries_the_head_before_it(
 def test_a_tampered_archive_fails(
     capsys: pytest.CaptureFixture[str], config: Path, pki: Pki, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "eu-log.jsonl"
-    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
-    lines = archive.read_bytes().splitlines(keepends=True)
+    _, lines = exported(capsys, config, tmp_path)
     altered = [json.loads(line) for line in lines]
     altered[7]["message_id"] = "changed"  # the entry of seq 7
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_bytes(b"".join(json.dumps(d).encode() + b"\n" for d in altered[:-1]) + lines[-1])
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(tampered), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, tampered, pki)
     assert code == 1 and "DLV_LOG_TAMPERED" in err and "entry seq 7 (message id changed)" in err
     # A change outside the entries (here: the range in the header) breaks the signed digest.
     header = json.loads(lines[0])
     header["to"] = "2200-01-01T00:00:00+00:00"
     tampered.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(lines[1:]))
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(tampered), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, tampered, pki)
     assert code == 1 and "not the ones the exporter signed" in err
     # Dropping an entry from the middle is named.
     tampered.write_bytes(b"".join(lines[:3] + lines[4:]))
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(tampered), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, tampered, pki)
     assert code == 1 and "entry seq 3 removed" in err
 
 
@@ -356,9 +359,7 @@ def test_an_archive_signed_by_an_untrusted_key_fails(
         archive,
     )
     database.close()
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, archive, pki)
     assert code == 1 and "DLV_LOG_SIGNATURE" in err and "exporter's signature is refused" in err
 
 
@@ -447,11 +448,8 @@ def test_a_row_outside_the_chain_is_found(
 def test_an_archive_says_whose_log_and_which_range_and_holds_to_it(
     capsys: pytest.CaptureFixture[str], config: Path, pki: Pki, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "eu-log.jsonl"
-    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
-    code, out, _ = run(
-        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
-    )
+    archive, _ = exported(capsys, config, tmp_path)
+    code, out, _ = verify_archive(capsys, archive, pki)
     assert code == 0 and "(EU's log, logged 2000-01-01T00:00:00+00:00 .. " in out
     # The exporter (its own key) claims a range that ends before its entries were logged.
     lines = archive.read_bytes().splitlines(keepends=True)
@@ -466,9 +464,7 @@ def test_an_archive_says_whose_log_and_which_range_and_holds_to_it(
     signed = {"type": "statement", "payload": base64.b64encode(payload).decode(), "jws": jws}
     lying = tmp_path / "lying.jsonl"
     lying.write_bytes(body + json.dumps(signed).encode() + b"\n")
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(lying), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, lying, pki)
     assert code == 1 and "outside the range the archive claims" in err
 
 
@@ -480,12 +476,10 @@ def test_an_archive_says_whose_log_and_which_range_and_holds_to_it(
 def test_an_archive_of_odd_json_is_refused_not_a_crash(
     capsys: pytest.CaptureFixture[str], config: Path, pki: Pki, tmp_path: Path, header: bytes
 ) -> None:
-    archive = tmp_path / "eu-log.jsonl"
-    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
-    lines = archive.read_bytes().splitlines(keepends=True)
+    _, lines = exported(capsys, config, tmp_path)
     odd = tmp_path / "odd.jsonl"
     odd.write_bytes(header + b"".join(lines[1:]))
-    code, _, err = run(capsys, "log", "verify", "--archive", str(odd), "--trust-dir", str(pki.root))
+    code, _, err = verify_archive(capsys, odd, pki)
     assert code == 1 and err.startswith("error: DLV_LOG_TAMPERED") and "cannot be read" in err
 
 
@@ -496,19 +490,13 @@ def test_an_archive_line_too_long_is_refused_before_it_is_read_whole(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    archive = tmp_path / "eu-log.jsonl"
-    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
-    lines = archive.read_bytes().splitlines(keepends=True)
+    archive, lines = exported(capsys, config, tmp_path)
     monkeypatch.setattr(log_chain, "MAX_ARCHIVE_LINE", 64 * 1024)
     huge = tmp_path / "huge.jsonl"
     huge.write_bytes(lines[0] + b'{"pad": "' + b"x" * 100_000 + b'"}\n' + b"".join(lines[1:]))
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(huge), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, huge, pki)
     assert code == 1 and "a line is longer than 65536 bytes" in err
-    code, _, err = run(
-        capsys, "log", "verify", "--archive", str(archive), "--trust-dir", str(pki.root)
-    )
+    code, _, err = verify_archive(capsys, archive, pki)
     assert code == 0, err  # the genuine archive's lines are far below the limit
 
 
@@ -521,9 +509,7 @@ def test_an_archive_of_bytes_not_signed_spends_no_checkpoint_verification(
 ) -> None:
     """Forged checkpoint lines (a bad JWS) in bytes the exporter did not sign: refused for its
     digest, without one signature check per checkpoint (many would cost seconds each 10,000)."""
-    archive = tmp_path / "eu-log.jsonl"
-    assert run(capsys, "log", "export", "--config", str(config), *WIDE, "-o", str(archive))[0] == 0
-    lines = archive.read_bytes().splitlines(keepends=True)
+    _, lines = exported(capsys, config, tmp_path)
     forged = [json.loads(line) for line in lines]
     checkpoints = [d for d in forged if d.get("type") == "checkpoint"]
     assert checkpoints
@@ -533,6 +519,6 @@ def test_an_archive_of_bytes_not_signed_spends_no_checkpoint_verification(
     odd.write_bytes(b"".join(json.dumps(d).encode() + b"\n" for d in forged[:-1]) + lines[-1])
     checked: list[object] = []
     monkeypatch.setattr(log_chain, "check_checkpoint", lambda *a: checked.append(a))
-    code, _, err = run(capsys, "log", "verify", "--archive", str(odd), "--trust-dir", str(pki.root))
+    code, _, err = verify_archive(capsys, odd, pki)
     assert code == 1 and "not the ones the exporter signed" in err
     assert checked == []

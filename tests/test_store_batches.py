@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from store_engines import ENGINES, fresh_database
+from test_inbox import _record as inbound_record
 
 from gateway.envelope.opened import Binding
 from gateway.errors import (
@@ -59,18 +61,8 @@ def _entry(message_id: str, receipt: bytes | None = b"receipt") -> LogEntry:
 def _record(
     message_id: str, payload: bytes = b"p", receipt: bytes = b"r", *, log: bool = True
 ) -> InboundRecord:
-    return InboundRecord(
-        message_id=message_id,
-        payload_sha256=hashlib.sha256(payload).digest(),
-        received_sha256=hashlib.sha256(payload + b"env").digest(),
-        sender="EU",
-        receiver="US",
-        utility_block="UB1",
-        message_type="PING",
-        binding="protobuf",
-        created_at="2026-11-28T12:00:00+00:00",
-        envelope=b"envelope:" + payload,
-        receipt=receipt,
+    return replace(
+        inbound_record(message_id, payload, receipt),
         apply=logged(None, _entry(message_id)) if log else None,
     )
 

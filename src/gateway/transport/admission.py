@@ -4,9 +4,9 @@ A gRPC Stream holds a thread of the server's pool for its whole life, and the ba
 read but not yet answered hold memory; an XML connection holds a slot from accept, before
 its handshake says who it is. Without bounds, one partner (or one client leaking
 streams) could take every thread, health checks included, or push the process out of memory
-with batches each within the limits. `StreamSlots` bounds the streams open per TLS peer and in
+with batches each within the limits. `Slots` bounds the gRPC streams open per TLS peer and in
 all (leaving threads for unary calls, health checks and inquiries), and the XML listener's
-connections per client address and in all (`Slots`); `ByteBudget` bounds the
+connections per client address and in all; `ByteBudget` bounds the
 envelope bytes read from all streams and not yet answered (a stream's reader waits for room,
 which is back-pressure on its sender, not a refusal).
 """
